@@ -1,0 +1,51 @@
+"""Argument groups shared by several subcommands (so each flag is spelled and documented once)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqft.modeling.structure import DEFAULT_TARGETS
+
+__all__ = ["add_model_args", "add_output_args", "add_calibration_args", "add_target_args", "add_runtime_args"]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="hub id, local Hugging Face directory, .gguf file, or an sqft artifact directory")
+    p.add_argument("--dtype", default="auto", help="weights dtype: auto (checkpoint's), float32, float16, bfloat16")
+    p.add_argument("--gguf-file", default=None, help="GGUF file name inside MODEL (when MODEL is a directory)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model's own Python code (off by default)"
+    )
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", required=True, help="output directory (refused if it exists)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+
+
+def add_calibration_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("calibration")
+    g.add_argument(
+        "--calibration",
+        required=required,
+        help="calibration text: .txt, .jsonl, .json or .parquet file, or a hub dataset id",
+    )
+    g.add_argument("--text-field", default="text", help="record field holding the text (json/jsonl/parquet)")
+    g.add_argument("--n-samples", type=int, default=128, help="number of calibration windows (default 128)")
+    g.add_argument("--seq-len", type=int, default=2048, help="tokens per window (default 2048, capped by the model)")
+    g.add_argument("--seed", type=int, default=0, help="seed for choosing the windows")
+
+
+def add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        default=list(DEFAULT_TARGETS),
+        help="target linears: suffix names (q_proj) or 're:REGEX' on names inside a decoder block",
+    )
+    p.add_argument("--ignore", nargs="*", default=[], help="linears to leave alone (same syntax as --targets)")
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="compute device: cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")

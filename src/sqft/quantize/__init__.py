@@ -1,0 +1,1 @@
+"""Quantization: primitives, sparsity-preserving GPTQ, RTN, GPTQ checkpoint packing and loading."""
