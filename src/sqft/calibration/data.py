@@ -11,7 +11,7 @@ import torch
 
 from sqft.errors import SqftError, require
 
-__all__ = ["load_texts", "calibration_windows"]
+__all__ = ["load_texts", "calibration_windows", "load_calibration"]
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +94,19 @@ def calibration_windows(
     g = torch.Generator().manual_seed(seed)
     starts = torch.randperm(available, generator=g)[:n_samples].sort().values * seq_len
     return torch.stack([ids[s : s + seq_len] for s in starts.tolist()])  # (n, T)
+
+
+def load_calibration(
+    tokenizer,
+    source: str | os.PathLike,
+    n_samples: int,
+    seq_len: int,
+    seed: int = 0,
+    field: str = "text",
+    max_positions: int | None = None,
+) -> torch.Tensor:
+    """Texts from `source` cut into windows; `seq_len` is capped by the model's `max_positions`."""
+    if max_positions is not None and seq_len > max_positions:
+        log.info("seq_len %d capped to the model's max_position_embeddings %d", seq_len, max_positions)
+        seq_len = max_positions
+    return calibration_windows(tokenizer, load_texts(source, field), n_samples, seq_len, seed)

@@ -64,6 +64,8 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
             )
         if gguf_file is not None and not (p / gguf_file).is_file():
             raise SqftError(f"GGUF file '{gguf_file}' not found in '{s}'")
+        if gguf_file is None:
+            _config_dict(s)  # a damaged config.json fails here, before any slow work
         return s, gguf_file
     if not _HUB_ID.fullmatch(s):
         raise SqftError(f"model path '{s}' does not exist (and it is not a hub id like 'org/name')")

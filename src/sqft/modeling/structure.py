@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TARGETS",
     "decoder_layers",
     "layers_path",
+    "is_linear",
     "matches",
     "target_linears",
     "check_targets",
@@ -83,6 +84,13 @@ def _compile_check(specs: Sequence[str]) -> None:
                 raise SqftError(f"target '{spec}' is not a valid regex: {e}") from e
 
 
+def is_linear(module: nn.Module) -> bool:
+    """A plain nn.Linear or a quantized linear (anything with in/out features that can `dequantize()`)."""
+    return isinstance(module, nn.Linear) or (
+        hasattr(module, "in_features") and hasattr(module, "out_features") and hasattr(module, "dequantize")
+    )
+
+
 def target_linears(
     layer: nn.Module, targets: Sequence[str] = DEFAULT_TARGETS, ignore: Sequence[str] = ()
 ) -> dict[str, nn.Linear]:
@@ -90,7 +98,7 @@ def target_linears(
     return {
         name: m
         for name, m in layer.named_modules()
-        if isinstance(m, nn.Linear)
+        if is_linear(m)
         and any(matches(name, t) for t in targets)
         and not any(matches(name, i) for i in ignore)
     }
@@ -100,7 +108,7 @@ def check_targets(model: nn.Module, targets: Sequence[str], ignore: Sequence[str
     """Refuse target specs that match no linear of the first block (a typo must not silently do nothing)."""
     _compile_check(list(targets) + list(ignore))
     layer = decoder_layers(model)[0]
-    names = [n for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
+    names = [n for n, m in layer.named_modules() if is_linear(m)]
     if targets is DEFAULT_TARGETS or tuple(targets) == DEFAULT_TARGETS:
         unknown = [] if any(matches(n, t) for n in names for t in targets) else list(targets)
     else:

@@ -1,0 +1,59 @@
+"""`sqft sparsify MODEL --method wanda --sparsity 0.5 [--pattern 2:4] --calibration FILE --output DIR`."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqft.cli.common import add_calibration_args, add_model_args, add_output_args, add_runtime_args, add_target_args
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sparsify",
+        help="prune a model (Wanda, magnitude, SparseGPT; unstructured or N:M)",
+        description="Prune the linear layers of the decoder blocks and write a sparse checkpoint.",
+    )
+    add_model_args(p)
+    p.add_argument("--method", default="wanda", help="wanda (default), magnitude or sparsegpt")
+    p.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero per row, in [0, 1)")
+    p.add_argument("--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4 (overrides --sparsity)")
+    p.add_argument("--damp", type=float, default=0.01, help="SparseGPT damping, fraction of mean diag(H)")
+    add_calibration_args(p, required=False)
+    add_target_args(p)
+    add_output_args(p)
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqft.sparsify.api import SparsifyConfig, sparsify_model
+
+    config = SparsifyConfig(
+        method=args.method,
+        sparsity=args.sparsity,
+        pattern=args.pattern,
+        n_samples=args.n_samples,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        percdamp=args.damp,
+        targets=args.targets,
+        ignore=args.ignore,
+        device=args.device,
+    )
+    manifest = sparsify_model(
+        args.model,
+        args.output,
+        config,
+        calibration=args.calibration,
+        text_field=args.text_field,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        gguf_file=args.gguf_file,
+        trust_remote_code=args.trust_remote_code,
+        quiet=args.quiet,
+    )
+    fig = manifest["figures"]
+    print(f"sparsity {fig['sparsity']['total']:.2%} over targets, {fig['seconds']:.1f} s -> {args.output}")
+    return 0
