@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from sqft.errors import SqftError
+from sqft.modeling import load_model, load_tokenizer, parse_dtype, save_model
+from sqft.modeling.io import resolve_source
+
+
+def test_save_load_round_trip_is_exact(model, tokenizer, tmp_path):
+    save_model(model, tokenizer, tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert not list((tmp_path / "m").glob("*.bin"))
+    loaded = load_model(tmp_path / "m")
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    tok = load_tokenizer(tmp_path / "m")
+    assert tok("abc").input_ids == tokenizer("abc").input_ids
+
+
+def test_dtype_is_applied(model_dir):
+    assert next(load_model(model_dir, dtype="bf16").parameters()).dtype == torch.bfloat16
+    assert parse_dtype("auto") is None
+    with pytest.raises(SqftError, match="unknown dtype 'int3'"):
+        parse_dtype("int3")
+
+
+def test_sources_are_checked_before_loading(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "w.txt").write_text("x")
+    with pytest.raises(SqftError, match="has no config.json"):
+        resolve_source(tmp_path / "empty")
+    with pytest.raises(SqftError, match="not a .gguf file"):
+        resolve_source(tmp_path / "w.txt")
+    with pytest.raises(SqftError, match="GGUF file .* does not exist"):
+        resolve_source(tmp_path / "m.gguf")
+    with pytest.raises(SqftError, match="does not exist"):
+        resolve_source(str(tmp_path / "missing" / "model"))
+    assert resolve_source("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+
+
+def test_pickle_only_checkpoints_are_not_loaded(model, tmp_path):
+    d = tmp_path / "bin"
+    model.config.save_pretrained(d)
+    torch.save(model.state_dict(), d / "pytorch_model.bin")
+    with pytest.raises(SqftError, match="could not load model"):
+        load_model(d)
