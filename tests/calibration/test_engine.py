@@ -13,7 +13,9 @@ def test_layerwise_matches_full_forward_when_nothing_changes(model, windows):
         for ids in windows:
             model(ids.unsqueeze(0), use_cache=False)
     h.remove()
-    result = run_layerwise(model, windows, process=lambda n, lin, s: None, make_accumulator=None, quiet=True)
+    result = run_layerwise(
+        model, windows, process=lambda n, lin, s: None, make_accumulator=None, quiet=True, batch_size=3
+    )
     assert len(result.hidden) == len(windows)
     for got, want in zip(result.hidden, captured["x"]):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

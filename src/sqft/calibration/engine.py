@@ -96,14 +96,21 @@ def capture_block_inputs(
 
 
 @torch.no_grad()
-def _run_block(layer: nn.Module, hidden: list[torch.Tensor], kwargs: dict, device, offload) -> list[torch.Tensor]:
-    return [_block_output(layer(x.to(device), **kwargs)).to(offload) for x in hidden]
+def _run_block(
+    layer: nn.Module, hidden: list[torch.Tensor], kwargs: dict, device, offload, batch_size: int
+) -> list[torch.Tensor]:
+    """Run windows through one block, `batch_size` at a time (the batch-1 kwargs broadcast over the batch)."""
+    out: list[torch.Tensor] = []
+    for i in range(0, len(hidden), batch_size):
+        x = torch.cat(hidden[i : i + batch_size]).to(device)  # (b, T, C)
+        out.extend(_block_output(layer(x, **kwargs)).to(offload).split(1))
+    return out
 
 
 @torch.no_grad()
 def run_layerwise(
     model: nn.Module,
-    windows: torch.Tensor,
+    windows: torch.Tensor | None,
     process: Callable[[str, nn.Linear, Accumulator | None], Any],
     make_accumulator: Callable[[nn.Linear], Accumulator] | None,
     *,
@@ -113,12 +120,13 @@ def run_layerwise(
     offload: torch.device | str = "cpu",
     desc: str = "layers",
     quiet: bool = False,
+    batch_size: int = 8,
 ) -> LayerwiseResult:
     """Run the layer-sequential loop; `process(name, linear, stat)` modifies each target linear in place.
 
     With `make_accumulator=None` no statistic is gathered (e.g. magnitude pruning, RTN) and `process` gets None;
     the calibration forward passes are skipped unless `windows` is given (then the final hidden states are
-    still computed, which the engine's equivalence test uses).
+    still computed, which the engine's equivalence test uses). `batch_size` windows go through a block at once.
     """
     layers = decoder_layers(model)
     prefix = layers_path(model)
@@ -136,14 +144,14 @@ def run_layerwise(
                 for name, lin in linears.items()
             ]
             try:
-                _run_block(layer, hidden, kwargs, device, offload)
+                _run_block(layer, hidden, kwargs, device, offload, batch_size)
             finally:
                 for h in handles:
                     h.remove()
         for name, lin in linears.items():
             result.figures[f"{prefix}.{i}.{name}"] = process(f"{prefix}.{i}.{name}", lin, stats.pop(name, None))
         if hidden:
-            hidden = _run_block(layer, hidden, kwargs, device, offload)
+            hidden = _run_block(layer, hidden, kwargs, device, offload, batch_size)
         layer.to(offload)
         if str(device).startswith("cuda"):
             torch.cuda.empty_cache()
