@@ -1,0 +1,197 @@
+"""The stage sequence: run a recipe's pipeline, one artifact per stage, skipping what is already done.
+
+Every stage writes `ROOT/<stage>-<key>/`, where `key` hashes the stage's recipe section and its parent
+artifact. Re-running a recipe therefore skips every stage whose artifact is complete (its `sqft.json` exists:
+artifacts are moved into place only when finished) and matches the recipe; a changed section gets a new
+directory, and pipelines that share a prefix (the same sparsify step, say) share its artifact. An interrupted
+fine-tuning resumes from its last checkpoint, which lives beside the (not yet existing) adapter directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqft.artifacts import MANIFEST, read_manifest
+from sqft.errors import SqftError
+from sqft.recipe import Recipe, build
+
+__all__ = ["PipelineState", "run_recipe", "stage_dir"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineState:
+    """What the stages so far produced (paths of artifacts), threaded through the pipeline."""
+
+    model: str  # the recipe's input model
+    current: str  # the newest model artifact (sparse / INT4 / merged)
+    sparse: str | None = None
+    int4: str | None = None
+    adapter_base: str | None = None  # the model the adapter was trained on
+    adapter: str | None = None
+    final_adapter: str | None = None  # extracted sub-adapter (plain LoRA pipelines)
+    dirs: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    results: dict[str, Any] | None = None
+
+
+def _identity(path: str) -> str:
+    """A parent's identity in stage keys: artifact directory name, or the model id/path as given."""
+    p = Path(path)
+    return p.name if (p / MANIFEST).is_file() else str(path)
+
+
+def stage_dir(root: Path, stage: str, section: Any, parent: str) -> Path:
+    blob = json.dumps({"stage": stage, "section": section, "parent": _identity(parent)}, sort_keys=True, default=str)
+    return root / f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def _complete(d: Path) -> bool:
+    return (d / MANIFEST).is_file()
+
+
+def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.sparsify.api import SparsifyConfig, sparsify_model
+
+    sec = dict(recipe.sparsify or {})
+    cfg = build(SparsifyConfig, {k: v for k, v in sec.items() if k not in ("calibration", "text_field")},
+                "sparsify")
+    cfg.device = recipe.device
+    sparsify_model(st.current, str(out), cfg, sec.get("calibration"), sec.get("text_field", "text"),
+                   dtype=recipe.dtype, quiet=quiet)
+
+
+def _quantize(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.quantize.api import QuantizeConfig, quantize_model
+
+    sec = dict(recipe.quantize or {})
+    calib = sec.pop("calibration", None) or (recipe.sparsify or {}).get("calibration")
+    field_ = sec.pop("text_field", None) or (recipe.sparsify or {}).get("text_field", "text")
+    cfg = build(QuantizeConfig, sec, "quantize")
+    cfg.device = recipe.device
+    quantize_model(st.current, str(out), cfg, calib, field_, dtype=recipe.dtype, quiet=quiet)
+
+
+def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.adapt.api import finetune_to_dir
+    from sqft.adapt.config import AdaptConfig, TrainConfig
+    from sqft.data import load_training_examples
+
+    adapt = build(AdaptConfig, recipe.adapt_section(), "finetune.adapter")
+    train = build(TrainConfig, recipe.finetune.get("train"), "finetune.train")
+    data = dict(recipe.finetune["data"])
+    examples = load_training_examples(data.pop("source"), data.pop("format", "custom"), **data)
+    qa_fp16 = adapt.quantization_aware and adapt.qa_base == "fp16"
+    base = st.sparse if qa_fp16 else st.current
+    finetune_to_dir(base, examples, adapt, train, out, dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None,
+                    progress=not quiet)
+    st.adapter_base = base
+
+
+def _extract(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.adapt.api import extract_to_dir
+
+    extract_to_dir(st.adapter, recipe.extract.get("config", "median"), out)
+
+
+def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.adapt.api import merge_to_dir
+
+    adapt = recipe.adapt_section()
+    elastic = adapt.get("adapter", "nls") == "nls"
+    qa_fp16 = adapt["quantization_aware"] and adapt.get("qa_base", "gptq") == "fp16"
+    merge_to_dir(st.adapter_base, st.adapter, out, recipe.extract.get("config", "median") if elastic else None,
+                 allow_densify=recipe.pipeline == "lora", dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None)
+
+
+def _evaluate(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.artifacts import atomic_output, write_manifest
+    from sqft.evaluate.api import TaskSpec, evaluate
+    from sqft.modeling import load_model, load_tokenizer
+
+    specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in recipe.evaluate.items()}
+    model = load_model(st.current, dtype=recipe.dtype, device=recipe.device)
+    tokenizer = load_tokenizer(st.current)
+    if st.final_adapter is not None:
+        from sqft.adapt import load_adapter
+
+        model = load_adapter(model, st.final_adapter)
+    results = evaluate(model, tokenizer, specs, device=recipe.device, progress=not quiet)
+    with atomic_output(out) as tmp:
+        (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_manifest(tmp, "evaluate", {"tasks": specs, "adapter": st.final_adapter}, st.current,
+                       {"results": results})
+    st.results = results
+
+
+_RUNNERS = {"sparsify": _sparsify, "quantize": _quantize, "finetune": _finetune, "extract": _extract,
+            "merge": _merge, "evaluate": _evaluate}
+
+
+def _advance(st: PipelineState, stage: str, d: Path, recipe: Recipe) -> None:
+    """Record a finished stage's artifact in the state."""
+    path = str(d)
+    st.dirs[stage] = path
+    if stage in ("sparsify", "quantize", "merge"):
+        st.current = path
+        if stage == "sparsify":
+            st.sparse = path
+        if stage == "quantize":
+            st.int4 = path
+    elif stage == "finetune":
+        st.adapter = st.final_adapter = path
+        if st.adapter_base is None:  # skipped: recompute which model the adapter was trained on
+            adapt = recipe.adapt_section()
+            qa_fp16 = adapt["quantization_aware"] and adapt.get("qa_base", "gptq") == "fp16"
+            st.adapter_base = st.sparse if qa_fp16 else st.current
+    elif stage == "extract":
+        st.final_adapter = path
+    if stage == "merge":
+        st.final_adapter = None
+    if stage == "evaluate" and st.results is None:
+        st.results = json.loads((d / "results.json").read_text())
+
+
+def _section(recipe: Recipe, stage: str) -> Any:
+    if stage == "finetune":
+        return {"finetune": recipe.finetune, "pipeline": recipe.pipeline}
+    if stage == "merge":
+        return {"extract": recipe.extract, "pipeline": recipe.pipeline}
+    if stage == "quantize":
+        return {"quantize": recipe.quantize, "calibration": (recipe.sparsify or {}).get("calibration")}
+    return getattr(recipe, stage)
+
+
+def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> PipelineState:
+    """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise SqftError(f"run directory '{root}' is a file: choose a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    st = PipelineState(model=recipe.model, current=recipe.model)
+    stages = [s for s in recipe.stages if not (s == "extract" and _fixed_rank(recipe))]
+    for stage in stages:
+        parent = st.adapter if stage == "extract" else st.current
+        d = stage_dir(root, stage, _section(recipe, stage), parent if stage != "merge" else st.adapter)
+        if _complete(d):
+            log.info("%s: up to date (%s)", stage, d.name)
+            st.skipped.append(stage)
+        else:
+            log.info("%s: running -> %s", stage, d.name)
+            _RUNNERS[stage](recipe, st, d, quiet)
+        _advance(st, stage, d, recipe)
+    summary = {"recipe": recipe.source, "name": recipe.name, "pipeline": recipe.pipeline, "stages": st.dirs,
+               "results": st.results}
+    (root / f"{recipe.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return st
+
+
+def _fixed_rank(recipe: Recipe) -> bool:
+    return (recipe.finetune.get("adapter") or {}).get("adapter", "nls") == "lora"

@@ -1,0 +1,66 @@
+"""The whole pipeline on a tiny model, in seconds: every stage, then resume after a stage is deleted."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from sqft.artifacts import read_manifest
+from sqft.data.synthetic import generate_splits, write_jsonl
+from sqft.pipeline import run_recipe
+from sqft.recipe import load_recipe
+from tests.conftest import CORPUS
+
+
+def _recipe(tmp_path, model_dir, pipeline: str):
+    train, test = generate_splits(24, 6, seed=0)
+    write_jsonl(train, tmp_path / "train.jsonl")
+    write_jsonl(test, tmp_path / "test.jsonl")
+    (tmp_path / "calib.txt").write_text(CORPUS)
+    data = {
+        "name": f"tiny-{pipeline}",
+        "model": str(model_dir),
+        "pipeline": pipeline,
+        "sparsify": {"method": "wanda", "sparsity": 0.5, "calibration": str(tmp_path / "calib.txt"),
+                     "n_samples": 4, "seq_len": 32},
+        "quantize": {"method": "gptq", "bits": 4, "group_size": 32, "n_samples": 4, "seq_len": 32},
+        "finetune": {
+            "data": {"source": str(tmp_path / "train.jsonl"), "format": "gsm8k"},
+            "adapter": {"adapter": "nls", "ranks": [8, 4], "r_max": 8, "alpha": 16, "dropout": 0.0},
+            "train": {"max_steps": 3, "batch_size": 4, "micro_batch_size": 2, "cutoff": 256, "warmup_steps": 0,
+                      "learning_rate": 1e-3},
+        },
+        "evaluate": {
+            "gsm8k": {"task": "gsm8k", "data": str(tmp_path / "test.jsonl"), "n_shot": 0, "limit": 3,
+                      "max_new_tokens": 4},
+            "ppl": {"task": "perplexity", "data": str(tmp_path / "calib.txt"), "seq_len": 64},
+        },
+    }
+    if pipeline not in ("sqft", "sqft-qa-sparsepeft"):
+        del data["quantize"]
+    if pipeline == "lora":
+        del data["sparsify"]
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return load_recipe(p)
+
+
+@pytest.mark.parametrize("pipeline", ["sqft-qa-sparsepeft", "shears"])
+def test_pipeline_runs_and_resumes(tmp_path, model_dir, pipeline):
+    recipe = _recipe(tmp_path, model_dir, pipeline)
+    root = tmp_path / "run"
+    state = run_recipe(recipe, root, quiet=True)
+    assert list(state.dirs) == list(recipe.stages) and not state.skipped
+    assert set(state.results) == {"gsm8k", "ppl"} and state.results["gsm8k"]["n"] == 3
+    assert state.results["ppl"]["perplexity"] > 1
+    summary = json.loads((root / f"{recipe.name}.json").read_text())
+    assert summary["stages"] == state.dirs
+    if pipeline == "sqft-qa-sparsepeft":
+        merged = read_manifest(state.dirs["merge"])
+        assert merged["stage"] == "merge"
+    again = run_recipe(recipe, root, quiet=True)
+    assert again.skipped == list(recipe.stages) and again.results == state.results
+    shutil.rmtree(state.dirs["finetune"])
+    third = run_recipe(recipe, root, quiet=True)
+    assert "finetune" not in third.skipped and third.dirs == state.dirs
