@@ -1,0 +1,62 @@
+"""`sqft report DIR [DIR ...] --output REPORT_DIR [--measure-latency] [--device cuda] [--title TEXT]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqft.cli.common import add_output_args, add_runtime_args
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="compare artifacts in a Markdown/HTML report with PNG figures",
+        description=(
+            "One row per artifact: accuracy per task (from results*.json in the artifact), sparsity, bits, size "
+            "on disk, trainable parameters, fine-tuning time and peak memory (from sqft.json, following parent "
+            "artifacts), and optionally the inference latency and throughput of the final model. Writes "
+            "report.md, report.html (figures embedded), report.json and PNG figures: accuracy per pipeline, "
+            "accuracy vs sparsity, adapter rank per layer of searched configurations."
+        ),
+    )
+    p.add_argument("artifacts", nargs="+", metavar="DIR", help="artifact directories written by sqft stages")
+    add_output_args(p)
+    p.add_argument("--title", default="sqft report", help="report title (default 'sqft report')")
+    p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    g = p.add_argument_group("latency (paper Table 7)")
+    g.add_argument(
+        "--measure-latency",
+        action="store_true",
+        help="load each final model and time greedy generation (same prompt and length for all) on --device",
+    )
+    g.add_argument("--new-tokens", type=int, default=32, help="tokens generated per timed run (default 32)")
+    g.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default 5)")
+    g.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    g.add_argument(
+        "--prompt", default=None, help="prompt to generate from (default: a fixed GSM8K-style question)"
+    )
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqft.report.api import ReportConfig, write_report
+    from sqft.report.latency import DEFAULT_PROMPT, LatencyConfig
+    from sqft.report.tables import markdown_table
+
+    latency = LatencyConfig(
+        prompt=args.prompt if args.prompt is not None else DEFAULT_PROMPT,
+        new_tokens=args.new_tokens,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        device=args.device,
+    )
+    config = ReportConfig(
+        title=args.title, measure_latency=args.measure_latency, plots=not args.no_plots, latency=latency
+    )
+    rows = write_report(args.artifacts, args.output, config, overwrite=args.overwrite)
+    print(markdown_table(rows))
+    print(f"report of {len(rows)} artifact(s) -> {args.output}/report.md, report.html")
+    return 0

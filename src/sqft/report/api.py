@@ -1,0 +1,144 @@
+"""`sqft report`: compare artifacts in one Markdown + HTML report with PNG figures (paper Tables 6/7, Figs. 4/5).
+
+Plumbing only: rows come from `collect`, cells from `tables`, figures from `plots`, latency from `latency`.
+The output directory is written atomically: report.md, report.html (figures embedded), report.json (the
+rows as data), the PNGs and a manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqft.artifacts import atomic_output, check_output, write_manifest
+from sqft.errors import SqftError, require
+from sqft.report import plots
+from sqft.report.collect import ReportRow, collect_rows
+from sqft.report.html import render_html
+from sqft.report.latency import LatencyConfig, measure_artifact
+from sqft.report.tables import markdown_table, table_cells
+
+__all__ = ["ReportConfig", "add_latency", "write_figures", "report_notes", "render_markdown", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportConfig:
+    """What the report contains; `latency` is used only with `measure_latency`."""
+
+    title: str = "sqft report"
+    measure_latency: bool = False
+    plots: bool = True
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+    def __post_init__(self) -> None:
+        if not self.title.strip():
+            raise SqftError("the report title is empty: pass --title TEXT or leave the default")
+
+
+def add_latency(rows: list[ReportRow], cfg: LatencyConfig) -> None:
+    """Measure every row's final model in place (rows without a loadable model keep "–", with a warning)."""
+    for row in rows:
+        try:
+            figures = measure_artifact(row.path, cfg)
+        except SqftError as e:  # one unloadable model leaves its cells empty, not the whole report
+            log.warning("latency of '%s' not measured: %s", row.label, e)
+            continue
+        if figures is not None:
+            row.latency_ms_per_token = figures["latency_ms_per_token"]
+            row.tokens_per_second = figures["tokens_per_second"]
+
+
+def _file_name(label: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", label).strip("_") or "artifact"
+
+
+def write_figures(rows: list[ReportRow], directory: Path) -> list[tuple[str, Path]]:
+    """Every figure the rows support, as (caption, PNG path) in `directory`."""
+    out: list[tuple[str, Path]] = []
+    acc = plots.plot_accuracy_per_pipeline(rows, directory / "accuracy_per_pipeline.png")
+    if acc is not None:
+        out.append(("Accuracy per pipeline", acc))
+    vs = plots.plot_accuracy_vs_sparsity(rows, directory / "accuracy_vs_sparsity.png")
+    if vs is not None:
+        out.append(("Accuracy vs sparsity (paper Fig. 5)", vs))
+    for row in rows:
+        if row.rank_config and row.rank_space:
+            name = f"rank_distribution_{_file_name(row.label)}.png"
+            try:
+                png = plots.plot_rank_distribution(
+                    row.rank_config, row.rank_space, directory / name, f"adapter rank per layer: {row.label}"
+                )
+            except SqftError as e:  # a configuration that does not fit its space: report, do not fail
+                log.warning("no rank distribution for '%s': %s", row.label, e)
+                continue
+            out.append((f"Adapter rank per layer, {row.label} (paper Fig. 4)", png))
+    return out
+
+
+def report_notes(cfg: ReportConfig) -> list[str]:
+    notes = [
+        "Accuracy in %: gsm8k flexible_match (last number), math accuracy, multiple choice acc / acc_norm; "
+        "perplexity as is.",
+        "Sparsity over the target linears; figures an artifact does not record are taken from its parent "
+        "artifacts; '–' = not recorded.",
+        "Size on disk: the files needed to run the model (an adapter-only artifact adds its base model).",
+        "Fine-tuning time and peak memory as recorded by the finetune stage (GPU allocator peak on CUDA, "
+        "process max RSS on CPU).",
+    ]
+    if cfg.measure_latency:
+        lat = cfg.latency
+        notes.append(
+            f"Latency/throughput: batch 1, greedy, {lat.new_tokens} new tokens after the same prompt, "
+            f"median of {lat.repeats} runs after {lat.warmup} warm-up, on {lat.device}; prefill included."
+        )
+    return notes
+
+
+def render_markdown(
+    title: str, rows: list[ReportRow], figures: list[tuple[str, Path]], notes: list[str]
+) -> str:
+    parts = [f"# {title}", "", markdown_table(rows), ""]
+    parts += [f"- {n}" for n in notes]
+    if figures:
+        parts += ["", "## Figures", ""]
+        parts += [f"![{caption}]({png.name})\n" for caption, png in figures]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _rows_json(rows: list[ReportRow]) -> list[dict]:
+    return [{**dataclasses.asdict(r), "path": str(r.path)} for r in rows]
+
+
+def write_report(
+    paths: list[str | os.PathLike], output: str | os.PathLike, cfg: ReportConfig, overwrite: bool = False
+) -> list[ReportRow]:
+    """Collect the artifacts, optionally time them, and write the report directory; returns the rows."""
+    check_output(output, overwrite)
+    if cfg.plots:
+        require("matplotlib", "report")  # fail before any slow work
+    rows = collect_rows(paths)
+    if cfg.measure_latency:
+        add_latency(rows, cfg.latency)
+    with atomic_output(output, overwrite) as tmp:
+        figures = write_figures(rows, tmp) if cfg.plots else []
+        notes = report_notes(cfg)
+        (tmp / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes))
+        header, cells = table_cells(rows)
+        (tmp / "report.html").write_text(render_html(cfg.title, header, cells, figures, notes))
+        (tmp / "report.json").write_text(json.dumps(_rows_json(rows), indent=2) + "\n")
+        write_manifest(
+            tmp,
+            "report",
+            {**dataclasses.asdict(cfg), "artifacts": [str(Path(p).resolve()) for p in paths]},
+            None,
+            {"n_artifacts": len(rows), "pngs": [png.name for _, png in figures]},
+        )
+    log.info("report of %d artifacts -> %s", len(rows), output)
+    return rows

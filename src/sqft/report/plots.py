@@ -1,0 +1,124 @@
+"""Report figures as PNG: accuracy per pipeline, accuracy vs sparsity (paper Fig. 5), ranks per layer (Fig. 4).
+
+matplotlib is optional (`pip install 'sqft[report]'`). Figures are built with the object API
+(`matplotlib.figure.Figure`), which renders with Agg and touches no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sqft.errors import require
+from sqft.report.collect import ReportRow
+
+__all__ = [
+    "accuracy_of",
+    "common_tasks",
+    "plot_accuracy_per_pipeline",
+    "plot_accuracy_vs_sparsity",
+    "plot_rank_distribution",
+]
+
+_DPI = 120
+
+
+def _figure(width: float, height: float):
+    require("matplotlib", "report")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=_DPI, format="png")
+    return out
+
+
+def accuracy_of(row: ReportRow, task: str) -> float | None:
+    """The task's first accuracy-like metric (perplexity is not an accuracy), as a fraction."""
+    metrics = row.tasks.get(task, {})
+    return next((v for name, v in metrics.items() if name != "perplexity"), None)
+
+
+def _accuracy_tasks(rows: Sequence[ReportRow]) -> list[str]:
+    tasks: list[str] = []
+    for row in rows:
+        tasks += [t for t in row.tasks if t not in tasks and accuracy_of(row, t) is not None]
+    return tasks
+
+
+def common_tasks(rows: Sequence[ReportRow]) -> list[str]:
+    """Accuracy tasks every row has (so averages compare like with like)."""
+    return [t for t in _accuracy_tasks(rows) if all(accuracy_of(r, t) is not None for r in rows)]
+
+
+def plot_accuracy_per_pipeline(rows: Sequence[ReportRow], path: str | os.PathLike) -> Path | None:
+    """Grouped bars: one group per artifact, one bar per task (accuracy in %); None when nothing to plot."""
+    tasks = _accuracy_tasks(rows)
+    rows = [r for r in rows if any(accuracy_of(r, t) is not None for t in tasks)]
+    if not rows:
+        return None
+    width = 0.8 / len(tasks)
+    fig, ax = _figure(max(6.0, 0.5 * len(rows) * len(tasks) + 2), 4.0)
+    for j, task in enumerate(tasks):
+        xs = [i + (j - (len(tasks) - 1) / 2) * width for i in range(len(rows))]
+        values = [accuracy_of(r, task) for r in rows]
+        ys = [float("nan") if v is None else 100 * v for v in values]  # no bar for a task not evaluated
+        bars = ax.bar(xs, ys, width, label=task)
+        if len(tasks) * len(rows) <= 24:
+            labels = ["" if v is None else f"{100 * v:.1f}" for v in values]
+            ax.bar_label(bars, labels=labels, fontsize="x-small", padding=1)
+    names = [r.label if r.pipeline in (None, r.label) else f"{r.label}\n({r.pipeline})" for r in rows]
+    ax.set_xticks(range(len(rows)), names, rotation=20 if len(rows) > 4 else 0, fontsize="small")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("accuracy per pipeline")
+    if len(tasks) > 1:
+        ax.legend(fontsize="small", ncols=min(len(tasks), 4))
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_sparsity(rows: Sequence[ReportRow], path: str | os.PathLike) -> Path | None:
+    """One line per pipeline: mean accuracy over the tasks all plotted artifacts share vs sparsity (Fig. 5).
+
+    None when fewer than one artifact has both a sparsity and an accuracy."""
+    rows = [r for r in rows if r.sparsity is not None and _accuracy_tasks([r])]
+    tasks = common_tasks(rows)
+    if not rows or not tasks:
+        return None
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        mean = sum(accuracy_of(r, t) or 0.0 for t in tasks) / len(tasks)
+        groups.setdefault(r.group, []).append((100 * (r.sparsity or 0.0), 100 * mean))
+    fig, ax = _figure(6.0, 4.0)
+    for name, points in groups.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("sparsity (%)")
+    ax.set_ylabel(
+        f"{tasks[0]} accuracy (%)" if len(tasks) == 1 else f"mean accuracy over {len(tasks)} tasks (%)"
+    )
+    ax.set_xlim(-2, 100)
+    ax.set_title("accuracy vs sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_rank_distribution(
+    config: Mapping[str, int], space: Mapping[str, Sequence[int]], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """Active adapter rank per layer of a configuration (group → rank) in its space (group → ranks), Fig. 4.
+
+    The drawing is the search stage's (`sqft.search.plots`), so both stages show the same figure.
+    """
+    from sqft.search.plots import plot_rank_distribution as draw
+    from sqft.search.space import SearchSpace
+
+    s = SearchSpace(space)
+    return draw(s.validate(config), s, path, title=title)

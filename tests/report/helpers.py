@@ -1,0 +1,102 @@
+"""Fake artifact directories with hand-written manifests and results (no stage needs to run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+def make_artifact(
+    directory: Path,
+    stage: str | None,
+    config: dict[str, Any] | None = None,
+    parent: Path | str | None = None,
+    figures: dict[str, Any] | None = None,
+    files: dict[str, Any] | None = None,
+) -> Path:
+    """A directory with sqft.json (unless `stage` is None) and extra JSON files (name → object)."""
+    directory.mkdir(parents=True)
+    if stage is not None:
+        manifest = {
+            "stage": stage,
+            "config": config or {},
+            "parent": None if parent is None else str(parent),
+            "versions": {"sqft": "0.1.0"},
+            "created": "2025-01-01T00:00:00+0000",
+            "figures": figures or {},
+        }
+        (directory / "sqft.json").write_text(json.dumps(manifest))
+    for name, obj in (files or {}).items():
+        (directory / name).write_text(json.dumps(obj))
+    return directory
+
+
+SPACE = [32, 24, 16]
+
+
+def elastic_config(n_layers: int = 4) -> dict[str, Any]:
+    groups = {
+        f"model.layers.{i}.self_attn": {"modules": [f"model.layers.{i}.self_attn.q_proj"], "space": SPACE}
+        for i in range(n_layers)
+    }
+    return {"format": "sqft-adapter/1", "groups": groups, "module_ranks": {}, "base_model": None}
+
+
+def pipeline_artifacts(root: Path) -> dict[str, Path]:
+    """sparse base (bf16) → NLS adapter (shears) → search; a merged sparse model; a bare HF checkpoint."""
+    sparse = make_artifact(
+        root / "sparse50",
+        "sparsify",
+        {"method": "wanda", "sparsity": 0.5},
+        None,
+        {"sparsity": {"total": 0.5012, "per_layer": {}}, "seconds": 12.0, "size_on_disk_bytes": 2 * GiB},
+        {"config.json": {"model_type": "llama", "dtype": "bfloat16"}},
+    )
+    adapter = make_artifact(
+        root / "adapter",
+        "finetune",
+        {"pipeline": "shears"},
+        sparse,
+        {
+            "trainable_parameters": 1234567,
+            "train_seconds": 3600.0,
+            "train_peak_memory_bytes": 8 * GiB,
+            "size_on_disk_bytes": 50 * MiB,
+        },
+        {
+            "adapter_config.json": {"peft_type": "LORA"},
+            "elastic_adapter_config.json": elastic_config(),
+            "results.json": {
+                "results": {
+                    "gsm8k": {"strict_match": 0.4, "flexible_match": 0.525, "n": 40},
+                    "mc": {"acc": 0.31, "acc_norm": 0.33, "n": 50},
+                }
+            },
+        },
+    )
+    config = {f"model.layers.{i}.self_attn": r for i, r in enumerate([32, 24, 16, 24])}
+    search = make_artifact(
+        root / "search",
+        "search",
+        {"strategy": "hill-climbing"},
+        adapter,
+        {"seconds": 99.0, "size_on_disk_bytes": 10 * MiB},
+        {"configuration.json": config},
+    )
+    merged = make_artifact(
+        root / "merged",
+        "merge",
+        {"pipeline": "sqft-sparsepeft"},
+        adapter,
+        {"size_on_disk_bytes": 2 * GiB},
+        {
+            "config.json": {"model_type": "llama", "dtype": "bfloat16"},
+            "results.json": {"gsm8k": {"flexible_match": 0.5, "n": 40}, "wiki": {"perplexity": 12.3456}},
+        },
+    )
+    bare = make_artifact(root / "bare", None, files={"config.json": {"model_type": "llama"}})
+    return {"sparse": sparse, "adapter": adapter, "search": search, "merged": merged, "bare": bare}
