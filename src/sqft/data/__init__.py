@@ -1,0 +1,49 @@
+"""Task data: loaders for GSM8K, LLM-Adapters instruction sets and multiple choice; templates; training tokenization."""
+
+from sqft.data.records import Located, read_records
+from sqft.data.tasks import (
+    TRAINING_FORMATS,
+    GSM8KExample,
+    InstructionExample,
+    MCExample,
+    TrainingExample,
+    gsm8k_target,
+    load_gsm8k,
+    load_instructions,
+    load_multiple_choice,
+    load_training_examples,
+)
+from sqft.data.templates import alpaca_prompt, auto_delimiter, fill_template, gsm8k_prompt
+from sqft.data.training import (
+    IGNORE_INDEX,
+    build_training_dataset,
+    pad_collate,
+    shuffled,
+    tokenize_example,
+    train_val_split,
+)
+
+__all__ = [
+    "GSM8KExample",
+    "IGNORE_INDEX",
+    "InstructionExample",
+    "Located",
+    "MCExample",
+    "TRAINING_FORMATS",
+    "TrainingExample",
+    "alpaca_prompt",
+    "auto_delimiter",
+    "build_training_dataset",
+    "fill_template",
+    "gsm8k_prompt",
+    "gsm8k_target",
+    "load_gsm8k",
+    "load_instructions",
+    "load_multiple_choice",
+    "load_training_examples",
+    "pad_collate",
+    "read_records",
+    "shuffled",
+    "tokenize_example",
+    "train_val_split",
+]

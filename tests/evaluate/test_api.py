@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from sqft.errors import OutputExistsError, SqftError
+from sqft.evaluate import TaskSpec, evaluate, format_table, write_results
+from tests.conftest import CORPUS
+
+
+def test_unknown_task_lists_known_tasks():
+    with pytest.raises(
+        SqftError, match="unknown task 'gsm9k': known tasks are gsm8k, math, mc, commonsense-gen, perplexity"
+    ):
+        TaskSpec("gsm9k", "x.jsonl")
+    with pytest.raises(SqftError, match="limit must be a positive"):
+        TaskSpec("mc", "x.jsonl", limit=0)
+
+
+def test_gsm8k_file_without_fewshot_source_is_refused(tmp_path):
+    f = tmp_path / "test.jsonl"
+    f.write_text("")
+    with pytest.raises(SqftError, match="--fewshot-data"):
+        TaskSpec("gsm8k", str(f))
+    assert TaskSpec("gsm8k", str(f), n_shot=0).max_new_tokens == 256
+
+
+def test_dispatcher_runs_each_task(model, tokenizer, tmp_path):
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text(
+        "".join(
+            json.dumps({"query": f"Question: {i}?", "choices": ["a", "b"], "gold": i % 2}) + "\n"
+            for i in range(6)
+        )
+    )
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text(
+        "".join(json.dumps({"question": f"{i}+1?", "answer": f"#### {i + 1}"}) + "\n" for i in range(3))
+    )
+    shots = tmp_path / "shots.jsonl"
+    shots.write_text(json.dumps({"question": "5+5?", "answer": "5+5=10\n#### 10"}) + "\n")
+    math = tmp_path / "math.json"
+    math.write_text(json.dumps([{"instruction": "2+2?", "input": "", "output": "", "answer": "4"}]))
+    txt = tmp_path / "heldout.txt"
+    txt.write_text(CORPUS[:500])
+    specs = {
+        "mc": TaskSpec("mc", str(mc), limit=4),
+        "gsm8k": TaskSpec("gsm8k", str(gsm), fewshot_data=str(shots), n_shot=1, max_new_tokens=4),
+        "math": TaskSpec("math", str(math), max_new_tokens=4),
+        "ppl": TaskSpec("perplexity", str(txt), seq_len=64),
+    }
+    out = evaluate(model, tokenizer, specs, progress=False)
+    assert out["mc"]["n"] == 4 and set(out["mc"]) >= {"acc", "acc_norm", "seconds"}
+    assert out["gsm8k"]["n"] == 3 and set(out["gsm8k"]) >= {"strict_match", "flexible_match"}
+    assert out["math"]["n"] == 1
+    assert out["ppl"]["n_tokens"] == 500 - 8  # 8 windows of 64 characters: the first of each is not predicted
+    table = format_table(out)
+    assert "acc_norm" in table and "perplexity" in table
+
+
+def test_write_results_atomic_and_refuses_overwrite(tmp_path):
+    p = tmp_path / "r.json"
+    write_results({"mc": {"acc": 0.5, "n": 2}}, p, meta={"model": "m"})
+    assert json.loads(p.read_text()) == {"results": {"mc": {"acc": 0.5, "n": 2}}, "model": "m"}
+    with pytest.raises(OutputExistsError):
+        write_results({}, p)
+    write_results({"x": {}}, p, overwrite=True)
+    assert json.loads(p.read_text())["results"] == {"x": {}}
+    assert [q.name for q in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+    with pytest.raises(SqftError, match="does not exist"):
+        write_results({}, tmp_path / "no" / "r.json")
