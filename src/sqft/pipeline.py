@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqft.artifacts import MANIFEST, read_manifest
+from sqft.artifacts import MANIFEST
 from sqft.errors import SqftError
 from sqft.recipe import Recipe, build
 
-__all__ = ["PipelineState", "run_recipe", "stage_dir"]
+__all__ = ["PipelineState", "evaluate_to_dir", "run_recipe", "stage_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -111,24 +111,40 @@ def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
                  allow_densify=recipe.pipeline == "lora", dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None)
 
 
-def _evaluate(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+def evaluate_to_dir(
+    model_path: str,
+    specs: dict[str, Any],
+    out: Path,
+    adapter: str | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a model artifact (plus an optional adapter) and write `results.json` as an artifact of its own."""
     from sqft.artifacts import atomic_output, write_manifest
-    from sqft.evaluate.api import TaskSpec, evaluate
+    from sqft.evaluate.api import evaluate
     from sqft.modeling import load_model, load_tokenizer
 
-    specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in recipe.evaluate.items()}
-    model = load_model(st.current, dtype=recipe.dtype, device=recipe.device)
-    tokenizer = load_tokenizer(st.current)
-    if st.final_adapter is not None:
+    model = load_model(model_path, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(model_path)
+    parent = model_path
+    if adapter is not None:
         from sqft.adapt import load_adapter
 
-        model = load_adapter(model, st.final_adapter)
-    results = evaluate(model, tokenizer, specs, device=recipe.device, progress=not quiet)
+        model, parent = load_adapter(model, adapter), adapter
+    results = evaluate(model, tokenizer, specs, device=device, progress=not quiet)
     with atomic_output(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_manifest(tmp, "evaluate", {"tasks": specs, "adapter": st.final_adapter}, st.current,
+        write_manifest(tmp, "evaluate", {"tasks": specs, "model": model_path, "adapter": adapter}, parent,
                        {"results": results})
-    st.results = results
+    return results
+
+
+def _evaluate(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.evaluate.api import TaskSpec
+
+    specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in recipe.evaluate.items()}
+    st.results = evaluate_to_dir(st.current, specs, out, st.final_adapter, recipe.device, recipe.dtype, quiet)
 
 
 _RUNNERS = {"sparsify": _sparsify, "quantize": _quantize, "finetune": _finetune, "extract": _extract,

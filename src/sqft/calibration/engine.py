@@ -50,10 +50,11 @@ def _move_outside_layers(model: nn.Module, device: torch.device | str) -> None:
     for name, module in model.named_modules():
         if name.startswith(prefix) or name + "." == prefix:
             continue
-        for key, p in module.named_parameters(recurse=False):
+        for p in module.parameters(recurse=False):
             p.data = p.data.to(device)
-        for key, b in module.named_buffers(recurse=False):
-            module._buffers[key] = b.to(device)
+        for key, b in list(module._buffers.items()):
+            if b is not None:
+                module._buffers[key] = b.to(device)
 
 
 def _block_output(out: Any) -> torch.Tensor:

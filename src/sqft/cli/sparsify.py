@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_calibration_args, add_model_args, add_output_args, add_runtime_args, add_target_args
+from sqft.cli.common import (
+    add_calibration_args,
+    add_model_args,
+    add_output_args,
+    add_runtime_args,
+    add_target_args,
+)
 
 __all__ = ["add_parser"]
 

@@ -1,6 +1,13 @@
 """Sparsify: Wanda (default), magnitude and SparseGPT; unstructured and N:M."""
 
-from sqft.sparsify.api import METHODS, SparsifyConfig, SparsifyResult, sparsify, sparsify_model, sparsity_report
+from sqft.sparsify.api import (
+    METHODS,
+    SparsifyConfig,
+    SparsifyResult,
+    sparsify,
+    sparsify_model,
+    sparsity_report,
+)
 from sqft.sparsify.masks import magnitude_score, nm_mask, unstructured_mask, wanda_score
 from sqft.sparsify.sparsegpt import sparsegpt_prune
 
