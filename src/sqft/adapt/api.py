@@ -1,0 +1,229 @@
+"""Plumbing of the adapt-stage commands: fine-tune to an adapter directory, extract a sub-adapter, merge.
+
+Each checks its inputs and output path before the expensive work, writes through `atomic_output`, and leaves
+a manifest (`sqft.json`) with its configuration and measured figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.data import Record, load_records
+from sqft.adapt.export import (
+    elastic_space,
+    extract_subadapter,
+    load_adapter,
+    read_elastic_config,
+    save_adapter,
+)
+from sqft.adapt.inject import adapter_layers, qa_params_of, set_active_ranks
+from sqft.adapt.layer import is_quant_linear
+from sqft.adapt.nls import STATS_FILE
+from sqft.adapt.train import finetune, is_main_process
+from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
+from sqft.errors import SqftError
+
+__all__ = [
+    "finetune_to_dir",
+    "resolve_adapter_config",
+    "extract_to_dir",
+    "merge_to_dir",
+    "CONFIGURATION_FILE",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIGURATION_FILE = "configuration.json"
+PROBE_TEXT = "Question: Natalia sold 48 clips in April and half as many in May. How many in total?\nAnswer:"
+
+
+def _work_dir(output: Path) -> Path:
+    return output.resolve().parent / f".{output.name}.checkpoints"
+
+
+def _qa_params_from(int4_source: str | os.PathLike) -> dict[str, Any]:
+    from sqft.modeling import load_model
+
+    int4 = load_model(int4_source)
+    return {n.removeprefix("module."): qa_params_of(m) for n, m in int4.named_modules() if is_quant_linear(m)}
+
+
+def finetune_to_dir(
+    model_source: str | os.PathLike,
+    data: str | os.PathLike | Sequence[Record],
+    adapt: AdaptConfig,
+    train: TrainConfig,
+    output: str | os.PathLike,
+    overwrite: bool = False,
+    dtype: str = "auto",
+    qa_int4: str | os.PathLike | None = None,
+    data_limit: int | None = None,
+    progress: bool = True,
+    gguf_file: str | None = None,
+) -> Path:
+    """Fine-tune an adapter on `model_source` and save it (PEFT layout + sqft files) to `output`."""
+    from sqft.stage import load_input
+
+    out = check_output(output, overwrite)
+    records = load_records(data, data_limit) if isinstance(data, (str, os.PathLike)) else list(data)
+    if adapt.quantization_aware and adapt.qa_base == "fp16" and qa_int4 is None:
+        raise SqftError(
+            "qa_base=fp16 trains on the fp16 sparse model and needs the INT4 model's scales: "
+            "pass --qa-int4 INT4_MODEL_DIR (or use --qa-base gptq on the INT4 model)"
+        )
+    qa_params = _qa_params_from(qa_int4) if qa_int4 is not None else None
+    model, tokenizer, parent = load_input(model_source, dtype=dtype, gguf_file=gguf_file)
+    work = _work_dir(out)
+    with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
+        result = finetune(model, tokenizer, records, adapt, train, work, qa_params, progress)
+    if is_main_process():
+        with atomic_output(out, overwrite) as tmp:
+            save_adapter(result.model, tmp, base=parent, stats=result.stats)
+            figures = {
+                **result.figures,
+                "time_s": sw.seconds,
+                "peak_memory_bytes": sw.peak_memory_bytes,
+                "examples": len(records),
+            }
+            config = {
+                "adapt": adapt,
+                "train": result.train,
+                "data": str(data) if isinstance(data, (str, Path)) else f"{len(records)} records",
+                "qa_int4": qa_int4,
+            }
+            write_manifest(tmp, "finetune", config, parent, figures)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def resolve_adapter_config(adapter_dir: str | os.PathLike, spec: str) -> dict[str, int]:
+    """A configuration (group → rank) of an adapter from a heuristic name or a JSON file (via sqft.search)."""
+    from sqft.search import SearchSpace, resolve_config
+
+    spaces = elastic_space(adapter_dir)
+    if not spaces:
+        raise SqftError(
+            f"adapter '{adapter_dir}' has no elastic (NLS) groups: there is no configuration to choose"
+        )
+    stats_file = Path(adapter_dir) / STATS_FILE
+    stats = json.loads(stats_file.read_text()) if stats_file.is_file() else None
+    return dict(resolve_config(spec, SearchSpace(spaces), stats))
+
+
+def extract_to_dir(
+    adapter_dir: str | os.PathLike, spec: str, output: str | os.PathLike, overwrite: bool = False
+) -> dict[str, int]:
+    """Write the sub-adapter chosen by `spec` (median, maximal, ..., or a JSON file) to `output`."""
+    out = check_output(output, overwrite)
+    config = resolve_adapter_config(adapter_dir, spec)
+    with atomic_output(out, overwrite) as tmp:
+        ranks = extract_subadapter(adapter_dir, config, tmp)
+        (tmp / CONFIGURATION_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        figures = {"adapter_parameters": _count_params(tmp), "mean_rank": sum(ranks.values()) / len(ranks)}
+        write_manifest(
+            tmp,
+            "extract",
+            {"config": spec, "configuration": config},
+            str(Path(adapter_dir).resolve()),
+            figures,
+        )
+    return config
+
+
+def _count_params(directory: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "adapter_model.safetensors"), "pt") as f:
+        return sum(f.get_slice(k).get_shape()[0] * f.get_slice(k).get_shape()[1] for k in f.keys())
+
+
+def _complete_int4(model: nn.Module, qa_int4: str | os.PathLike | None) -> None:
+    """Replace decoder linears left dense (no adapter) by the INT4 model's layers; refuse a mixed model."""
+    from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
+    from sqft.quantize.format import replace_module
+
+    dense = [n for n, m in find_target_linears(model, DEFAULT_TARGETS).items() if isinstance(m, nn.Linear)]
+    if not dense:
+        return
+    if qa_int4 is None:
+        raise SqftError(
+            f"the merged model still has {len(dense)} dense decoder linears (e.g. '{dense[0]}'): this QA adapter "
+            "was trained on the fp16 base (qa_base=fp16); pass --qa-int4 INT4_MODEL_DIR to take those layers "
+            "from the INT4 model"
+        )
+    from sqft.modeling import load_model
+
+    int4 = load_model(qa_int4)
+    for name in dense:
+        layer = int4.get_submodule(name)
+        if not is_quant_linear(layer):
+            raise SqftError(
+                f"'{qa_int4}' has no INT4 layer '{name}': pass the INT4 model the adapter was trained with"
+            )
+        replace_module(model, name, layer)
+
+
+def _probe(tokenizer, model: nn.Module) -> torch.Tensor:
+    ids = tokenizer(PROBE_TEXT, return_tensors="pt")["input_ids"]
+    return ids.to(next(model.parameters()).device)
+
+
+def merge_to_dir(
+    base_source: str | os.PathLike,
+    adapter_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    config_spec: str | None = None,
+    allow_densify: bool = False,
+    overwrite: bool = False,
+    dtype: str = "auto",
+    qa_int4: str | os.PathLike | None = None,
+    gguf_file: str | None = None,
+) -> dict[str, Any]:
+    """Merge an adapter into its base and save one model (sparse fp16/bf16, or INT4 in the GPTQ format).
+
+    A QA adapter trained with qa_base=fp16 merges into the fp16 sparse BASE; `qa_int4` then supplies the INT4
+    layers that carry no adapter (o_proj, gate_proj, ...), so the output is a complete INT4 model.
+    """
+    from sqft.merge import check_mergeable, merge_adapters, report_figures
+    from sqft.modeling.io import save_model
+    from sqft.stage import load_input
+
+    out = check_output(output, overwrite)
+    meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
+    config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
+    model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
+    load_adapter(model, adapter_dir)
+    check_mergeable(model, allow_densify)
+    if config is not None:
+        set_active_ranks(model, config)
+    n_layers = len(adapter_layers(model))
+    with Stopwatch() as sw:
+        model, report = merge_adapters(model, allow_densify, probe=_probe(tokenizer, model))
+    if report.kind == "int4":
+        _complete_int4(model, qa_int4)
+    with atomic_output(out, overwrite) as tmp:
+        if report.kind == "int4":
+            from sqft.quantize.format import save_gptq_model
+
+            save_gptq_model(model, tokenizer, tmp)
+        else:
+            save_model(model, tokenizer, tmp)
+        figures = {**report_figures(report), "adapter_layers": n_layers, "time_s": sw.seconds}
+        cfg = {
+            "adapter": str(Path(adapter_dir).resolve()),
+            "config": config_spec,
+            "configuration": config,
+            "allow_densify": allow_densify,
+        }
+        write_manifest(tmp, "merge", cfg, parent, figures)
+    return figures

@@ -1,0 +1,156 @@
+"""Configuration of the adapt stage: which adapter, on which modules, trained how (SPEC §3).
+
+`AdaptConfig` describes the adapter (LoRA or elastic NLS ranks, SparsePEFT mask, quantization awareness);
+`TrainConfig` the fine-tuning run. The five pipelines of SPEC §0 are `AdaptConfig.for_pipeline(name, ...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqft.errors import SqftError
+
+__all__ = ["ADAPT_TARGETS", "GROUPINGS", "PIPELINES", "AdaptConfig", "TrainConfig"]
+
+# SPEC §3 default targets: attention q, k, v and the MLP up/down projections.
+ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
+
+# layer_qkv: one elastic rank per decoder layer shared by q,k,v (up/down fixed at r_max) — the paper's default;
+# module: one group per target module; layer: one group per decoder layer for all its targets.
+GROUPINGS = ("layer_qkv", "module", "layer")
+
+# pipeline name → (sparse_adapter, quantization_aware); the base model decides sparse / INT4 (SPEC §0).
+PIPELINES: dict[str, tuple[bool, bool]] = {
+    "lora": (False, False),
+    "shears": (False, False),
+    "sqft": (False, False),
+    "sqft-sparsepeft": (True, False),
+    "sqft-qa-sparsepeft": (True, True),
+}
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """The adapter put on every target linear: `y = base(x) + s · dropout(x) Aᵀ Bᵀ`, `s = alpha / r_max`."""
+
+    adapter: str = "nls"
+    """'lora' (fixed rank r_max) or 'nls' (elastic ranks from `ranks`, trained by sampling)."""
+    r_max: int = 32
+    ranks: tuple[int, ...] = (32, 24, 16)
+    """NLS search space per group; its maximum must be r_max. Ignored (set to (r_max,)) for 'lora'."""
+    alpha: float = 64.0
+    dropout: float = 0.1
+    targets: tuple[str, ...] = ADAPT_TARGETS
+    grouping: str = "layer_qkv"
+    sparse_adapter: bool = False
+    """SparsePEFT: the delta is masked by the base weight's non-zeros, so merging keeps the sparsity."""
+    quantization_aware: bool = False
+    """QA-SparsePEFT: the merged weight is fake-quantized with the INT4 base's frozen scales and zeros."""
+    qa_base: str = "gptq"
+    """'gptq': W_base is the INT4 base dequantized on the fly; 'fp16': W_base is the fp16 sparse weight."""
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("lora", "nls"):
+            raise SqftError(f"adapter '{self.adapter}' is unknown: use 'lora' or 'nls'")
+        if not isinstance(self.r_max, int) or self.r_max <= 0:
+            raise SqftError(f"r_max={self.r_max} must be a positive integer (the paper uses 32)")
+        ranks = (self.r_max,) if self.adapter == "lora" else tuple(int(r) for r in self.ranks)
+        if not ranks or any(r <= 0 for r in ranks):
+            raise SqftError(f"ranks {list(ranks)} must all be positive integers, e.g. --ranks 32 24 16")
+        if max(ranks) != self.r_max:
+            raise SqftError(
+                f"the NLS search space {list(ranks)} has maximum {max(ranks)}, but r_max is {self.r_max}: "
+                "the largest rank of the space must be r_max (e.g. --ranks 32 24 16 with r_max 32)"
+            )
+        object.__setattr__(self, "ranks", tuple(sorted(set(ranks), reverse=True)))
+        if self.alpha <= 0:
+            raise SqftError(f"alpha={self.alpha} must be positive (the paper uses 64)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SqftError(f"dropout={self.dropout} must be in [0, 1)")
+        if not self.targets:
+            raise SqftError("no target modules given: name at least one, e.g. q_proj")
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if self.grouping not in GROUPINGS:
+            raise SqftError(f"grouping '{self.grouping}' is unknown: use one of {', '.join(GROUPINGS)}")
+        if self.qa_base not in ("gptq", "fp16"):
+            raise SqftError(f"qa_base '{self.qa_base}' is unknown: use 'gptq' or 'fp16'")
+
+    @property
+    def scaling(self) -> float:
+        """s = α / r_max, the same for every active rank (SPEC §3)."""
+        return self.alpha / self.r_max
+
+    @property
+    def elastic(self) -> bool:
+        return self.adapter == "nls" and len(self.ranks) > 1
+
+    @property
+    def variant(self) -> str:
+        if self.quantization_aware:
+            return "qa-sparsepeft" if self.sparse_adapter else "qa-lora"
+        return "sparsepeft" if self.sparse_adapter else "lora"
+
+    @classmethod
+    def for_pipeline(cls, pipeline: str, **overrides: Any) -> AdaptConfig:
+        """The adapter of one of SPEC §0's pipelines (lora, shears, sqft, sqft-sparsepeft, sqft-qa-sparsepeft)."""
+        if pipeline not in PIPELINES:
+            raise SqftError(f"pipeline '{pipeline}' is unknown: use one of {', '.join(PIPELINES)}")
+        sparse, qa = PIPELINES[pipeline]
+        return cls(**{"sparse_adapter": sparse, "quantization_aware": qa, **overrides})
+
+    def with_(self, **changes: Any) -> AdaptConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning hyper-parameters; None means the paper's default for the pipeline (see `resolved`)."""
+
+    learning_rate: float | None = None
+    """3e-4; 1e-4 for a dense adapter on an INT4 base (the `sqft` pipeline)."""
+    epochs: float | None = None
+    """3; 4 for quantization-aware training."""
+    batch_size: int = 16
+    """Global batch (all processes, after gradient accumulation)."""
+    micro_batch_size: int = 4
+    """Per-process batch of one forward pass."""
+    warmup_steps: int = 100
+    cutoff: int = 256
+    max_steps: int = -1
+    seed: int = 0
+    nls_seed: int = 0
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"
+    """'no', 'bf16' or 'fp16'."""
+    train_on_prompt: bool = False
+    save_steps: int = 0
+    """Save a resumable checkpoint every N optimizer steps (0: none)."""
+    logging_steps: int = 10
+    weight_decay: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "micro_batch_size", "cutoff"):
+            if getattr(self, name) <= 0:
+                raise SqftError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.batch_size % self.micro_batch_size:
+            raise SqftError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}"
+            )
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise SqftError(f"learning_rate={self.learning_rate} must be positive")
+        if self.epochs is not None and self.epochs <= 0:
+            raise SqftError(f"epochs={self.epochs} must be positive")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise SqftError(f"mixed_precision '{self.mixed_precision}' is unknown: use no, bf16 or fp16")
+        if self.warmup_steps < 0 or self.save_steps < 0:
+            raise SqftError("warmup_steps and save_steps must be >= 0")
+
+    def resolved(self, adapt: AdaptConfig, int4_base: bool) -> TrainConfig:
+        """Fill the paper's defaults: lr 3e-4 (1e-4 for a dense adapter on INT4), 3 epochs (4 for QA)."""
+        lr = self.learning_rate
+        if lr is None:
+            lr = 1e-4 if int4_base and not adapt.quantization_aware else 3e-4
+        epochs = self.epochs if self.epochs is not None else (4.0 if adapt.quantization_aware else 3.0)
+        return replace(self, learning_rate=lr, epochs=epochs)

@@ -1,0 +1,249 @@
+"""Adapter files (SPEC §3): PEFT layout plus sqft's elastic description; load, extract sub-adapters.
+
+A directory holds
+    adapter_config.json          PEFT's LoraConfig (r, lora_alpha, target_modules, rank_pattern, alpha_pattern)
+    adapter_model.safetensors    base_model.model.<module>.lora_A.weight (r, in) / lora_B.weight (out, r)
+    elastic_adapter_config.json  sqft: the AdaptConfig, rank of each module, NLS groups {name: {modules, space}}
+    nls_stats.json               NLS statistics (super-adapters trained with NLS)
+    qa_params.safetensors        frozen INT4 scales/zeros (QA with qa_base=fp16 only)
+Plain LoRA/NLS adapters load in vanilla PEFT (`PeftModel.from_pretrained`); per-module ranks use
+`rank_pattern`, with `alpha_pattern` = α·r/r_max so that PEFT's scaling α_m/r_m equals α/r_max.
+SparsePEFT / QA adapters get peft_type `SQFT_SPARSE_LORA` / `SQFT_QA_LORA`, which vanilla PEFT refuses
+instead of silently applying them as dense LoRA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sqft.adapt.config import AdaptConfig
+from sqft.adapt.inject import adapter_config_of, adapter_layers, groups_of, inject_adapters
+from sqft.adapt.variants import QAParams
+from sqft.errors import SqftError
+
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "ELASTIC_CONFIG",
+    "save_adapter",
+    "load_adapter",
+    "read_elastic_config",
+    "elastic_space",
+    "extract_subadapter",
+]
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ELASTIC_CONFIG = "elastic_adapter_config.json"
+QA_PARAMS = "qa_params.safetensors"
+PEFT_TYPES = {
+    "lora": "LORA",
+    "sparsepeft": "SQFT_SPARSE_LORA",
+    "qa-sparsepeft": "SQFT_QA_LORA",
+    "qa-lora": "SQFT_QA_LORA",
+}
+
+
+def _key(name: str, which: str) -> str:
+    return f"base_model.model.{name}.lora_{which}.weight"
+
+
+def _peft_config(cfg: AdaptConfig, ranks: Mapping[str, int], base: str | None) -> dict[str, Any]:
+    rank_pattern = {n: r for n, r in ranks.items() if r != cfg.r_max}
+    return {
+        "peft_type": PEFT_TYPES[cfg.variant],
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base,
+        "r": cfg.r_max,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "target_modules": sorted(ranks),
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": {n: cfg.alpha * r / cfg.r_max for n, r in rank_pattern.items()},
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "modules_to_save": None,
+    }
+
+
+def _write(
+    directory: Path,
+    cfg: AdaptConfig,
+    tensors: dict[str, torch.Tensor],
+    ranks: Mapping[str, int],
+    groups: Mapping[str, list[str]],
+    qa_tensors: dict[str, torch.Tensor] | None,
+    base: str | None,
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / ADAPTER_WEIGHTS)
+    )
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(_peft_config(cfg, ranks, base), indent=2) + "\n")
+    elastic = {
+        "format": "sqft-adapter/1",
+        "adapt_config": dataclasses.asdict(cfg),
+        "module_ranks": dict(ranks),
+        "groups": {g: {"modules": list(ms), "space": list(cfg.ranks)} for g, ms in groups.items()},
+        "qa_params_file": QA_PARAMS if qa_tensors else None,
+        "base_model": base,
+    }
+    (directory / ELASTIC_CONFIG).write_text(json.dumps(elastic, indent=2) + "\n")
+    if qa_tensors:
+        save_file({k: v.contiguous().cpu() for k, v in qa_tensors.items()}, str(directory / QA_PARAMS))
+
+
+def _qa_tensors(model: nn.Module, cfg: AdaptConfig) -> dict[str, torch.Tensor] | None:
+    if not (cfg.quantization_aware and cfg.qa_base == "fp16"):
+        return None  # gptq: the INT4 base holds its own scales and zeros
+    out = {}
+    for name, layer in adapter_layers(model).items():
+        out[f"{name}.scale"], out[f"{name}.zero"] = layer.qa_scale, layer.qa_zero
+        out[f"{name}.meta"] = torch.tensor([layer.qa.bits, layer.qa.group_size, int(layer.qa.sym)])
+    return out
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike, base: str | None = None, stats=None) -> None:
+    """Save the full (super-)adapter of `model` (every module at its allocated rank)."""
+    cfg = adapter_config_of(model)
+    layers = adapter_layers(model)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in layers.items():
+        tensors[_key(name, "A")], tensors[_key(name, "B")] = layer.lora_A, layer.lora_B
+    ranks = {n: layer.r_max for n, layer in layers.items()}
+    _write(Path(directory), cfg, tensors, ranks, groups_of(model), _qa_tensors(model, cfg), base)
+    if stats is not None:
+        stats.save(directory)
+
+
+def read_elastic_config(adapter_dir: str | os.PathLike) -> dict[str, Any]:
+    """The sqft description of an adapter directory; a plain PEFT LoRA directory is described on the fly."""
+    d = Path(adapter_dir)
+    if not d.is_dir():
+        raise SqftError(f"adapter '{d}' is not a directory")
+    if (d / ELASTIC_CONFIG).is_file():
+        return json.loads((d / ELASTIC_CONFIG).read_text())
+    if not (d / ADAPTER_CONFIG).is_file() or not (d / ADAPTER_WEIGHTS).is_file():
+        raise SqftError(f"'{d}' is not an adapter directory: it needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
+    peft = json.loads((d / ADAPTER_CONFIG).read_text())
+    if peft.get("peft_type") != "LORA":
+        raise SqftError(
+            f"adapter '{d}' has peft_type {peft.get('peft_type')!r}: only LoRA adapters are supported"
+        )
+    shapes = {k: v.shape for k, v in load_file(str(d / ADAPTER_WEIGHTS)).items()}
+    ranks = {
+        k[len("base_model.model.") : -len(".lora_A.weight")]: s[0]
+        for k, s in shapes.items()
+        if k.endswith(".lora_A.weight")
+    }
+    r_max = max(ranks.values())
+    alpha = peft["lora_alpha"] * r_max / peft["r"]  # keep PEFT's scaling of the widest module
+    suffixes = tuple(sorted({n.rsplit(".", 1)[-1] for n in ranks}))
+    cfg = AdaptConfig(
+        adapter="lora", r_max=r_max, alpha=alpha, dropout=peft.get("lora_dropout", 0.0), targets=suffixes
+    )
+    return {
+        "adapt_config": dataclasses.asdict(cfg),
+        "module_ranks": ranks,
+        "groups": {},
+        "qa_params_file": None,
+    }
+
+
+def _adapt_config(meta: Mapping[str, Any]) -> AdaptConfig:
+    c = dict(meta["adapt_config"])
+    c["ranks"], c["targets"] = tuple(c["ranks"]), tuple(c["targets"])
+    return AdaptConfig(**c)
+
+
+def _load_qa(d: Path, meta: Mapping[str, Any]) -> dict[str, QAParams] | None:
+    if not meta.get("qa_params_file"):
+        return None
+    t = load_file(str(d / meta["qa_params_file"]))
+    names = {k.rsplit(".", 1)[0] for k in t}
+    return {
+        n: QAParams(
+            t[f"{n}.scale"], t[f"{n}.zero"], *[int(v) for v in t[f"{n}.meta"][:2]], bool(t[f"{n}.meta"][2])
+        )
+        for n in names
+    }
+
+
+def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
+    """Inject the adapter of `adapter_dir` into `base_model` (in place) and load its weights; returns the model."""
+    from sqft.modeling.structure import find_target_linears
+
+    d = Path(adapter_dir)
+    meta = read_elastic_config(d)
+    cfg = _adapt_config(meta)
+    ranks = {n: int(r) for n, r in meta["module_ranks"].items()}
+    have = set(find_target_linears(base_model, cfg.targets))
+    if have != set(ranks):
+        extra, missing = sorted(set(ranks) - have), sorted(have - set(ranks))
+        raise SqftError(
+            f"adapter '{d}' does not match this base model: modules not in the model {extra[:3]}, model targets "
+            f"without adapter weights {missing[:3]} — use the base model the adapter was trained on"
+        )
+    inject_adapters(base_model, cfg, _load_qa(d, meta), module_ranks=ranks)
+    tensors = load_file(str(d / ADAPTER_WEIGHTS))
+    with torch.no_grad():
+        for name, layer in adapter_layers(base_model).items():
+            A, B = tensors[_key(name, "A")], tensors[_key(name, "B")]
+            if A.shape != layer.lora_A.shape or B.shape != layer.lora_B.shape:
+                raise SqftError(
+                    f"adapter '{d}': '{name}' has shapes {tuple(A.shape)}/{tuple(B.shape)}, "
+                    f"the model needs {tuple(layer.lora_A.shape)}/{tuple(layer.lora_B.shape)}"
+                )
+            layer.lora_A.copy_(A)
+            layer.lora_B.copy_(B)
+    return base_model.eval()
+
+
+def elastic_space(source: str | os.PathLike | nn.Module) -> dict[str, list[int]]:
+    """Group name → rank space (descending, as saved) of an adapter directory or an adapted model."""
+    if isinstance(source, nn.Module):
+        ranks = list(adapter_config_of(source).ranks)
+        return {g: ranks for g in groups_of(source)}
+    meta = read_elastic_config(source)
+    return {g: list(v["space"]) for g, v in meta["groups"].items()}
+
+
+def extract_subadapter(
+    adapter_dir: str | os.PathLike, config: Mapping[str, int], output_dir: str | os.PathLike
+) -> dict[str, int]:
+    """Write the sub-adapter of `config` (group → rank): A[:r], B[:, :r] per module; returns module → rank."""
+    d = Path(adapter_dir)
+    meta = read_elastic_config(d)
+    cfg = _adapt_config(meta)
+    ranks = {n: int(r) for n, r in meta["module_ranks"].items()}
+    groups = {g: v["modules"] for g, v in meta["groups"].items()}
+    unknown, missing = sorted(set(config) - set(groups)), sorted(set(groups) - set(config))
+    if unknown or missing:
+        raise SqftError(
+            f"configuration does not match adapter '{d}': unknown groups {unknown[:3]}, "
+            f"missing groups {missing[:3]}"
+        )
+    for g, r in config.items():
+        if int(r) not in meta["groups"][g]["space"]:
+            raise SqftError(f"rank {r} for group '{g}' is not in its space {meta['groups'][g]['space']}")
+        for n in groups[g]:
+            ranks[n] = int(r)
+    tensors = load_file(str(d / ADAPTER_WEIGHTS))
+    sub = {}
+    for n, r in ranks.items():
+        sub[_key(n, "A")] = tensors[_key(n, "A")][:r]  # (r, in)
+        sub[_key(n, "B")] = tensors[_key(n, "B")][:, :r]  # (out, r)
+    qa = load_file(str(d / meta["qa_params_file"])) if meta.get("qa_params_file") else None
+    _write(Path(output_dir), cfg.with_(adapter="lora"), sub, ranks, {}, qa, meta.get("base_model"))
+    return ranks

@@ -1,0 +1,165 @@
+"""`AdapterLinear`: one adapter layer whose variants compose (elastic rank × sparse mask × quantization-aware).
+
+It follows PEFT's small protocol — `delta_weight()`, `merge()`, `forward()` — on a target linear whose base is
+a dense/sparse `nn.Linear` or an INT4 `QuantLinear`:
+
+    y = base(x) + s · dropout(x) A_rᵀ B_rᵀ                  LoRA / NLS (A_r = A[:r], B_r = B[:, :r], s = α / r_max)
+    y = x W_mᵀ,  W_m = W + s (B_r A_r) ⊙ M                  SparsePEFT (dropout feeds only the L part)
+    y = x Ŵᵀ,    Ŵ = fake_quant(W_m; s_q, z) with STE       QA-SparsePEFT
+
+The active rank `r` is state set from outside (`set_active_rank`, once per optimizer step by the NLS sampler);
+`forward` never changes it, so a gradient-checkpointing recomputation sees the rank of its forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sqft.adapt.variants import (
+    QAParams,
+    adapted_linear,
+    frozen_linear,
+    masked_delta,
+    merged_weight,
+    quant_codes,
+)
+
+__all__ = ["AdapterLinear", "base_weight_fp32", "is_quant_linear"]
+
+
+def is_quant_linear(module: nn.Module) -> bool:
+    """An INT-b linear (sqft's `QuantLinear` or anything with the same `codes()`/`dequantize()` protocol)."""
+    return not isinstance(module, nn.Linear) and hasattr(module, "codes") and hasattr(module, "dequantize")
+
+
+def base_weight_fp32(base: nn.Module) -> torch.Tensor:
+    """The base weight (out, in) in fp32: the dense weight, or the INT4 codes dequantized (no copy kept)."""
+    if is_quant_linear(base):
+        return base.dequantize(torch.float32)
+    return base.weight.float()
+
+
+class AdapterLinear(nn.Module):
+    """A target linear wrapped with a (possibly elastic, masked, quantization-aware) low-rank adapter."""
+
+    def __init__(
+        self,
+        base: nn.Module,
+        r_max: int,
+        alpha: float,
+        dropout: float = 0.0,
+        sparse: bool = False,
+        qa: QAParams | None = None,
+        generator: torch.Generator | None = None,
+        scaling: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.base_layer = base
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.r_max, self.alpha = r_max, float(alpha)
+        # s = α / r_max for every active rank (`scaling` given when this layer holds fewer rows than r_max)
+        self.scaling = float(scaling) if scaling is not None else self.alpha / r_max
+        self.active_rank = r_max
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        device = base.qweight.device if is_quant_linear(base) else base.weight.device
+        A = torch.empty(r_max, self.in_features, device=device)  # (r_max, in)
+        nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=generator)  # PEFT's LoRA init
+        self.lora_A = nn.Parameter(A)
+        self.lora_B = nn.Parameter(
+            torch.zeros(self.out_features, r_max, device=device)
+        )  # (out, r_max): B = 0
+        self.sparse = sparse
+        W = base_weight_fp32(base) if sparse else None
+        # M = 1[W ≠ 0], taken once here (never per forward); not saved: it is a function of the base.
+        self.register_buffer("mask", (W != 0) if W is not None else None, persistent=False)
+        self.qa = qa
+        if qa is not None:
+            self.register_buffer("qa_scale", qa.scale.float().to(device), persistent=False)  # (out, G)
+            self.register_buffer("qa_zero", qa.zero.float().to(device), persistent=False)  # (out, G)
+
+    # -- state set from outside -------------------------------------------------------------------------------
+    def set_active_rank(self, r: int) -> None:
+        assert 0 < r <= self.r_max, f"rank {r} outside (0, {self.r_max}]"
+        self.active_rank = int(r)
+
+    def _qa(self) -> QAParams | None:
+        if self.qa is None:
+            return None
+        return QAParams(self.qa_scale, self.qa_zero, self.qa.bits, self.qa.group_size, self.qa.sym)
+
+    def _base_weight(self) -> torch.Tensor:
+        return base_weight_fp32(self.base_layer)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.base_layer, "bias", None)
+
+    # -- PEFT protocol ----------------------------------------------------------------------------------------
+    def delta_weight(self) -> torch.Tensor:
+        """L = s · (B_r A_r) ⊙ M in fp32 (out, in) at the active rank."""
+        r = self.active_rank
+        return masked_delta(self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.mask)
+
+    @torch.no_grad()
+    def merged_weight(self) -> torch.Tensor:
+        """W + L (or its fake-quantized Ŵ for QA) in fp32 (out, in): what eval-mode `forward` multiplies by."""
+        return merged_weight(self._base_weight(), self.delta_weight(), self._qa())
+
+    @torch.no_grad()
+    def merged_codes(self) -> torch.Tensor:
+        """QA-SparsePEFT: Q = clamp(round((W + L) / s_q) + z, 0, 2^b − 1), int32 (out, in)."""
+        assert self.qa is not None, "merged_codes needs a quantization-aware adapter"
+        W_m = self._base_weight() + self.delta_weight()
+        return quant_codes(W_m, self._qa())
+
+    @torch.no_grad()
+    def merge(self) -> nn.Module:
+        """The base layer with the adapter folded in (a new INT4 layer for QA); the adapter is left unchanged."""
+        base = self.base_layer
+        if self.qa is not None:
+            from sqft.quantize.qlinear import QuantLinear
+
+            bits, group_size, sym = self.qa.bits, self.qa.group_size, self.qa.sym
+            bias = None if self.bias is None else self.bias.detach().clone()
+            return QuantLinear.from_codes(
+                self.merged_codes(), self.qa_scale, self.qa_zero, bits, group_size, sym, bias=bias
+            )
+        assert isinstance(base, nn.Linear), "a dense adapter cannot be merged into an INT4 base"
+        merged = nn.Linear(self.in_features, self.out_features, bias=base.bias is not None)
+        merged = merged.to(device=base.weight.device, dtype=base.weight.dtype)
+        merged.weight.copy_(self.merged_weight().to(base.weight.dtype))
+        if base.bias is not None:
+            merged.bias.copy_(base.bias)
+        return merged
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.active_rank
+        A, B = self.lora_A[:r], self.lora_B[:, :r]  # (r, in), (out, r)
+        dropout_on = self.training and isinstance(self.lora_dropout, nn.Dropout)
+        x_drop = self.lora_dropout(x) if dropout_on else None
+        if self.sparse or self.qa is not None:
+            return adapted_linear(
+                x, x_drop, A, B, self._base_weight, self.mask, self.scaling, self._qa(), self.bias
+            )
+        if is_quant_linear(self.base_layer):
+            y = frozen_linear(x, self._base_weight)
+            y = y if self.bias is None else y + self.bias.to(y.dtype)
+        else:
+            y = self.base_layer(x)
+        xa = x if x_drop is None else x_drop
+        dt = y.dtype
+        return y + F.linear(F.linear(xa.to(dt), A.to(dt)), B.to(dt)) * self.scaling
+
+    def extra_repr(self) -> str:
+        kind = (
+            "qa-sparse"
+            if self.qa is not None and self.sparse
+            else "qa"
+            if self.qa is not None
+            else ("sparse" if self.sparse else "lora")
+        )
+        return f"r_max={self.r_max}, active_rank={self.active_rank}, s={self.scaling:g}, variant={kind}"

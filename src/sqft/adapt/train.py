@@ -1,0 +1,163 @@
+"""Fine-tune adapters with Hugging Face `Trainer` (so `torchrun` / `accelerate launch` give DDP) — SPEC §3.
+
+Only adapter parameters train; AdamW, cosine schedule with warmup, optional bf16/fp16 autocast and gradient
+checkpointing; NLS ranks are sampled by `NLSCallback` once per optimizer step. Resumes from the last
+checkpoint in `work_dir` when there is one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.data import Record, collate, examples_from_records
+from sqft.adapt.inject import adapter_layers, adapter_parameters, groups_of, inject_adapters
+from sqft.adapt.layer import is_quant_linear
+from sqft.adapt.nls import NLSCallback, NLSStats
+from sqft.adapt.variants import QAParams
+
+__all__ = ["FinetuneResult", "finetune", "world_size", "is_main_process", "last_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    model: nn.Module
+    train: TrainConfig
+    stats: NLSStats | None
+    figures: dict[str, Any]
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` directory in `work_dir`, if any."""
+    d = Path(work_dir)
+    ckpts = sorted(d.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if d.is_dir() else []
+    return str(ckpts[-1]) if ckpts else None
+
+
+class _Examples(torch.utils.data.Dataset):
+    def __init__(self, examples: list[dict[str, list[int]]]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.examples[i]
+
+
+def _training_args(train: TrainConfig, work_dir: Path, progress: bool):
+    from transformers import TrainingArguments
+
+    per_step = train.micro_batch_size * world_size()
+    if train.batch_size % per_step:
+        from sqft.errors import SqftError
+
+        raise SqftError(
+            f"batch_size {train.batch_size} is not a multiple of micro_batch_size × processes = {per_step}"
+        )
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=train.micro_batch_size,
+        gradient_accumulation_steps=train.batch_size // per_step,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=train.warmup_steps,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        weight_decay=train.weight_decay,
+        optim="adamw_torch",
+        bf16=train.mixed_precision == "bf16",
+        fp16=train.mixed_precision == "fp16",
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500,
+        logging_steps=train.logging_steps,
+        seed=train.seed,
+        data_seed=train.seed,
+        report_to=[],
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        **train.extra,
+    )
+
+
+def finetune(
+    model: nn.Module,
+    tokenizer,
+    records: Sequence[Record],
+    adapt: AdaptConfig,
+    train: TrainConfig,
+    work_dir: str | os.PathLike,
+    qa_params: Mapping[str, QAParams] | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Inject adapters into `model` (in place) and train them on `records`; returns the trained model."""
+    from transformers import Trainer
+
+    layers = inject_adapters(model, adapt, qa_params, seed=train.seed)
+    int4 = any(is_quant_linear(m.base_layer) for m in layers.values())
+    train = train.resolved(adapt, int4_base=int4)
+    examples = examples_from_records(tokenizer, records, train.cutoff, train.train_on_prompt)
+    args = _training_args(train, Path(work_dir), progress)
+    callbacks = []
+    nls = None
+    if groups_of(model):
+        spaces = {g: list(adapt.ranks) for g in groups_of(model)}
+        nls = NLSCallback(model, spaces, seed=train.nls_seed)
+        callbacks.append(nls)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_Examples(examples),
+        data_collator=functools.partial(collate, pad_id=pad),
+        callbacks=callbacks,
+    )
+    n_train = sum(p.numel() for p in adapter_parameters(model))
+    log.info(
+        "training %d adapter layers (%d parameters), lr %g, %s epochs",
+        len(layers),
+        n_train,
+        train.learning_rate,
+        train.epochs,
+    )
+    resume = last_checkpoint(work_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
+    model.eval()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    figures = {
+        "trainable_parameters": n_train,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "loss_first_logged": losses[0] if losses else None,
+        "loss_last_logged": losses[-1] if losses else None,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "resumed_from": resume,
+        "adapter_layers": len(adapter_layers(model)),
+        "world_size": world_size(),
+    }
+    return FinetuneResult(model, train, nls.stats if nls else None, figures)

@@ -1,0 +1,163 @@
+"""`sqft finetune MODEL --data FILE --output DIR`: train a LoRA / NLS adapter (SparsePEFT, QA-SparsePEFT)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqft.cli.common import add_model_args, add_output_args
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a low-rank adapter (LoRA or NLS; sparse / quantization-aware variants)",
+        description="Fine-tune an adapter on MODEL and save it to --output (PEFT layout + sqft files). "
+        "Runs under torchrun / accelerate launch for DDP.",
+    )
+    add_model_args(p)
+    add_output_args(p)
+    p.add_argument(
+        "--data",
+        required=True,
+        help="training data: .json/.jsonl with text, prompt/response, "
+        "question/answer (GSM8K) or instruction/input/output records",
+    )
+    p.add_argument("--data-limit", type=int, default=None, help="use only the first N records")
+    a = p.add_argument_group("adapter")
+    a.add_argument(
+        "--pipeline",
+        choices=["lora", "shears", "sqft", "sqft-sparsepeft", "sqft-qa-sparsepeft"],
+        default=None,
+        help="set --sparse-adapter / --quantization-aware as the named SPEC pipeline",
+    )
+    a.add_argument(
+        "--adapter", choices=["lora", "nls"], default="nls", help="fixed rank (lora) or elastic (nls)"
+    )
+    a.add_argument("--r-max", type=int, default=32, help="adapter rank r_max (default 32)")
+    a.add_argument(
+        "--ranks",
+        type=int,
+        nargs="+",
+        default=[32, 24, 16],
+        help="NLS search space per group; its maximum must be --r-max (default 32 24 16)",
+    )
+    a.add_argument(
+        "--alpha", type=float, default=64.0, help="LoRA alpha; scaling s = alpha / r_max (default 64)"
+    )
+    a.add_argument("--dropout", type=float, default=0.1, help="adapter dropout (default 0.1)")
+    a.add_argument(
+        "--targets",
+        nargs="+",
+        default=["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
+        help="target linears: suffix names or 're:REGEX' (default q,k,v,up,down)",
+    )
+    a.add_argument(
+        "--grouping",
+        choices=["layer_qkv", "module", "layer"],
+        default="layer_qkv",
+        help="NLS groups: per layer q,k,v (default), per module, per layer all targets",
+    )
+    a.add_argument(
+        "--sparse-adapter", action="store_true", help="SparsePEFT: mask the adapter by the base's zeros"
+    )
+    a.add_argument(
+        "--quantization-aware",
+        action="store_true",
+        help="QA-SparsePEFT: fake-quantize W + L with the INT4 base's scales/zeros (needs an INT4 MODEL)",
+    )
+    a.add_argument(
+        "--qa-base",
+        choices=["gptq", "fp16"],
+        default="gptq",
+        help="QA base weight: dequantized INT4 (gptq, default) or the fp16 sparse MODEL (fp16)",
+    )
+    a.add_argument("--qa-int4", default=None, help="with --qa-base fp16: the INT4 model giving scales/zeros")
+    t = p.add_argument_group("training")
+    t.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default 3e-4; 1e-4 for sqft on INT4)"
+    )
+    t.add_argument(
+        "--epochs", type=float, default=None, help="epochs (default 3; 4 with --quantization-aware)"
+    )
+    t.add_argument("--batch-size", type=int, default=16, help="global batch size (default 16)")
+    t.add_argument(
+        "--micro-batch-size", type=int, default=4, help="per-process batch of one forward (default 4)"
+    )
+    t.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps (default 100)")
+    t.add_argument(
+        "--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides epochs)"
+    )
+    t.add_argument("--cutoff", type=int, default=256, help="max tokens per example (default 256)")
+    t.add_argument("--seed", type=int, default=0, help="seed for init, data order and dropout")
+    t.add_argument("--nls-seed", type=int, default=0, help="seed of the NLS configuration sampler")
+    t.add_argument("--grad-checkpointing", action="store_true", help="gradient checkpointing (less memory)")
+    prec = t.add_mutually_exclusive_group()
+    prec.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    prec.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU)")
+    t.add_argument("--save-steps", type=int, default=0, help="resumable checkpoint every N steps (0: none)")
+    t.add_argument("--logging-steps", type=int, default=10, help="log the loss every N steps")
+    t.add_argument("--train-on-prompt", action="store_true", help="also train on prompt tokens")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
+    p.set_defaults(func=run)
+
+
+def _adapt_config(args: argparse.Namespace):
+    from sqft.adapt.config import PIPELINES, AdaptConfig
+
+    sparse, qa = args.sparse_adapter, args.quantization_aware
+    if args.pipeline:
+        ps, pq = PIPELINES[args.pipeline]
+        sparse, qa = sparse or ps, qa or pq
+    return AdaptConfig(
+        adapter=args.adapter,
+        r_max=args.r_max,
+        ranks=tuple(args.ranks),
+        alpha=args.alpha,
+        dropout=args.dropout,
+        targets=tuple(args.targets),
+        grouping=args.grouping,
+        sparse_adapter=sparse,
+        quantization_aware=qa,
+        qa_base=args.qa_base,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqft.adapt.api import finetune_to_dir
+    from sqft.adapt.config import TrainConfig
+
+    adapt = _adapt_config(args)
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    train = TrainConfig(
+        learning_rate=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        warmup_steps=args.warmup_steps,
+        cutoff=args.cutoff,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        nls_seed=args.nls_seed,
+        gradient_checkpointing=args.grad_checkpointing,
+        mixed_precision=precision,
+        train_on_prompt=args.train_on_prompt,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+    )
+    out = finetune_to_dir(
+        args.model,
+        args.data,
+        adapt,
+        train,
+        args.output,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        qa_int4=args.qa_int4,
+        data_limit=args.data_limit,
+        progress=not args.quiet,
+        gguf_file=args.gguf_file,
+    )
+    print(f"adapter ({adapt.adapter}, {adapt.variant}) saved to {out}")
+    return 0

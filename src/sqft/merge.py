@@ -1,0 +1,159 @@
+"""Merge an adapter into its base (SPEC §5): SparsePEFT → one sparse model, QA-SparsePEFT → one INT4 model.
+
+Refuses what would silently change the artifact's kind: a dense adapter into a sparse base (densifies it,
+needs `allow_densify`) and a dense adapter into an INT4 base (precision mismatch: keep base + adapter, or
+train with quantization awareness). Before anything is written the merged layers are checked: finite,
+every zero of the sparse base still zero, QA codes equal to the codes the trained model used in eval, and the
+logits of a probe batch equal to the unmerged model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sqft.adapt.inject import adapter_config_of, adapter_layers
+from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
+from sqft.errors import SqftError
+
+__all__ = [
+    "MergeReport",
+    "SPARSE_BASE_MIN_ZEROS",
+    "check_mergeable",
+    "merge_adapters",
+    "merge_layer",
+    "report_figures",
+]
+
+# A base whose targets hold at least this fraction of exact zeros counts as sparse.
+SPARSE_BASE_MIN_ZEROS = 0.01
+
+
+@dataclass
+class MergeReport:
+    kind: str
+    """'dense', 'sparse' or 'int4': what the merged model is."""
+    layers: int = 0
+    zeros_before: int = 0
+    zeros_after: int = 0
+    target_weights: int = 0
+    codes_equal_eval: bool | None = None
+    probe_max_abs_logit_diff: float | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros_after / max(self.target_weights, 1)
+
+
+def _zero_fraction(layers: dict[str, AdapterLinear]) -> float:
+    zeros = total = 0
+    for layer in layers.values():
+        W = base_weight_fp32(layer.base_layer)
+        zeros += int((W == 0).sum())
+        total += W.numel()
+    return zeros / max(total, 1)
+
+
+def check_mergeable(model: nn.Module, allow_densify: bool = False) -> str:
+    """The kind of model a merge would produce; SqftError for merges that would silently change its kind."""
+    cfg = adapter_config_of(model)
+    layers = adapter_layers(model)
+    int4 = any(is_quant_linear(m.base_layer) for m in layers.values())
+    if cfg.quantization_aware:
+        return "int4"
+    if int4:
+        raise SqftError(
+            "cannot merge a dense adapter into an INT4 base: the merged weight is not on the INT4 grid "
+            "(precision mismatch). Keep base + adapter (pipeline sqft), or fine-tune with --quantization-aware "
+            "(pipeline sqft-qa-sparsepeft), whose adapter merges exactly into INT4"
+        )
+    if cfg.sparse_adapter:
+        return "sparse"
+    zf = _zero_fraction(layers)
+    if zf >= SPARSE_BASE_MIN_ZEROS and not allow_densify:
+        raise SqftError(
+            f"the base is sparse ({zf:.1%} zeros in the targets) and the adapter is dense: merging would fill "
+            "the zeros. Keep base + adapter (pipeline shears), train with --sparse-adapter, or pass "
+            "--allow-densify to merge anyway"
+        )
+    return "dense"
+
+
+def merge_layer(layer: AdapterLinear, report: MergeReport) -> nn.Module:
+    """The merged module of one adapter layer, checked (finite, zeros kept, QA codes = eval codes)."""
+    merged = layer.merge()
+    W_base = base_weight_fp32(layer.base_layer)
+    W_new = base_weight_fp32(merged)
+    name = getattr(layer, "name", "layer")
+    if not torch.isfinite(W_new).all():
+        raise SqftError(
+            f"merging '{name}' gives non-finite weights: the adapter is broken (NaN/Inf); nothing written"
+        )
+    zero_base = W_base == 0
+    report.layers += 1
+    report.target_weights += W_new.numel()
+    report.zeros_before += int(zero_base.sum())
+    report.zeros_after += int((W_new == 0).sum())
+    if layer.sparse:
+        kept = bool((W_new[layer.mask.logical_not()] == 0).all())
+        report.checks["zeros_kept"] = report.checks.get("zeros_kept", True) and kept
+        assert kept, f"SparsePEFT merge of '{name}' filled a pruned weight"
+    if layer.qa is not None:
+        q, _, _ = merged.codes()
+        equal = torch.equal(q, layer.merged_codes())
+        report.codes_equal_eval = (report.codes_equal_eval is not False) and equal
+        assert equal, f"QA merge of '{name}': stored codes differ from the trained model's"
+        same_w = torch.equal(merged.dequantize(torch.float32), layer.merged_weight())
+        report.checks["int4_weight_equals_eval_weight"] = (
+            report.checks.get("int4_weight_equals_eval_weight", True) and same_w
+        )
+    return merged
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+@torch.no_grad()
+def merge_adapters(
+    model: nn.Module, allow_densify: bool = False, probe: torch.Tensor | None = None
+) -> tuple[nn.Module, MergeReport]:
+    """Merge every adapter layer into its base, in place; returns the plain (or INT4) model and its report.
+
+    `probe` (token ids (B, T)) compares the logits of the unmerged model in eval mode with the merged one's.
+    """
+    kind = check_mergeable(model, allow_densify)
+    report = MergeReport(kind=kind)
+    model.eval()
+    before = model(probe).logits.float() if probe is not None else None
+    layers = adapter_layers(model)
+    merged = {}
+    for name, layer in layers.items():
+        layer.name = name
+        merged[name] = merge_layer(layer, report)
+    for name, m in merged.items():
+        _replace(model, name, m)
+    if before is not None:
+        after = model(probe).logits.float()
+        if not torch.isfinite(after).all():
+            raise SqftError("the merged model gives non-finite logits on the probe batch; nothing written")
+        report.probe_max_abs_logit_diff = float((after - before).abs().max())
+    delattr(model, "sqft_adapt_config")
+    return model, report
+
+
+def report_figures(report: MergeReport) -> dict[str, Any]:
+    return {
+        "kind": report.kind,
+        "layers": report.layers,
+        "target_sparsity_before": report.zeros_before / max(report.target_weights, 1),
+        "target_sparsity_after": report.sparsity,
+        "codes_equal_eval": report.codes_equal_eval,
+        "probe_max_abs_logit_diff": report.probe_max_abs_logit_diff,
+        "checks": report.checks,
+    }

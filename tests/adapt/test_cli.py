@@ -1,0 +1,137 @@
+"""`sqft finetune` → `sqft extract` → `sqft merge` end to end on tiny offline models, and refusals (exit 2)."""
+
+import json
+
+import pytest
+import torch
+
+from sqft.cli import main
+from sqft.modeling import load_model
+from sqft.quantize.format import save_gptq_model
+from tests.adapt.helpers import sparse_int4_model, sparse_model, tokens
+from tests.conftest import CORPUS, char_tokenizer
+
+FAST = (
+    "--max-steps 3 --batch-size 2 --micro-batch-size 2 --warmup-steps 0 --cutoff 96 --r-max 8 --ranks 8 4 "
+    "--alpha 16 --lr 1e-2 -q"
+).split()
+
+
+@pytest.fixture
+def data(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text(
+        "".join(json.dumps({"question": s[:30], "answer": s[30:80]}) + "\n" for s in CORPUS.split(". ")[:8])
+    )
+    return p
+
+
+@pytest.fixture
+def sparse_dir(tmp_path):
+    d = tmp_path / "sparse"
+    sparse_model().save_pretrained(d)
+    char_tokenizer().save_pretrained(d)
+    return d
+
+
+@pytest.fixture
+def int4_dir(tmp_path):
+    d = tmp_path / "int4"
+    save_gptq_model(sparse_int4_model(), char_tokenizer(), d)
+    return d
+
+
+def test_sparsepeft_finetune_extract_merge(tmp_path, data, sparse_dir):
+    ad, sub, merged = tmp_path / "ad", tmp_path / "sub", tmp_path / "merged"
+    assert (
+        main(
+            ["finetune", str(sparse_dir), "--data", str(data), "--sparse-adapter", "--output", str(ad)] + FAST
+        )
+        == 0
+    )
+    stats = json.loads((ad / "nls_stats.json").read_text())
+    assert stats["steps"] == 3 and all(sum(c.values()) == 3 for c in stats["counts"].values())
+    assert main(["extract", str(ad), "--config", "minimal", "--output", str(sub)]) == 0
+    assert json.loads((sub / "configuration.json").read_text()) == {
+        f"model.layers.{i}.qkv": 4 for i in range(2)
+    }
+    assert main(["merge", str(sparse_dir), str(ad), "--config", "minimal", "--output", str(merged)]) == 0
+    fig = json.loads((merged / "sqft.json").read_text())["figures"]
+    assert fig["kind"] == "sparse" and fig["probe_max_abs_logit_diff"] == 0.0 and fig["checks"]["zeros_kept"]
+    base, out = load_model(sparse_dir), load_model(merged)
+    for (n, p), q in zip(base.named_parameters(), out.parameters()):
+        if "layers" in n and p.dim() == 2:
+            assert (q[p == 0] == 0).all(), n
+    # merged from the sub-adapter == merged from the super-adapter at the same configuration
+    merged2 = tmp_path / "merged2"
+    assert main(["merge", str(sparse_dir), str(sub), "--output", str(merged2)]) == 0
+    x = tokens()
+    assert torch.equal(load_model(merged2)(x).logits, out(x).logits)
+
+
+@pytest.mark.slow
+def test_qa_finetune_merge_to_int4(tmp_path, data, int4_dir):
+    ad, merged = tmp_path / "ad", tmp_path / "merged"
+    args = [
+        "finetune",
+        str(int4_dir),
+        "--data",
+        str(data),
+        "--pipeline",
+        "sqft-qa-sparsepeft",
+        "--output",
+        str(ad),
+    ]
+    assert main(args + FAST) == 0
+    assert main(["merge", str(int4_dir), str(ad), "--output", str(merged), "--config", "maximal"]) == 0
+    fig = json.loads((merged / "sqft.json").read_text())["figures"]
+    assert fig["kind"] == "int4" and fig["codes_equal_eval"] and fig["probe_max_abs_logit_diff"] == 0.0
+    from sqft.adapt import load_adapter
+
+    trained = load_adapter(load_model(int4_dir), ad)  # default merge config "maximal" = all at r_max
+    x = tokens()
+    assert torch.equal(load_model(merged)(x).logits, trained(x).logits)
+
+
+@pytest.mark.parametrize(
+    "extra,msg",
+    [
+        (["--ranks", "16", "8"], "maximum 16"),
+        (["--r-max", "0"], "positive"),
+        (["--targets", "q_prj"], "match no linear"),
+        (["--quantization-aware", "--sparse-adapter"], "INT4"),
+    ],
+)
+def test_finetune_refusals_exit_2(tmp_path, data, sparse_dir, extra, msg, capsys):
+    args = [
+        "finetune",
+        str(sparse_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "o"),
+        "-q",
+        "--max-steps",
+        "1",
+    ]
+    assert main(args + extra) == 2
+    assert msg in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_existing_output_and_merge_refusals(tmp_path, data, sparse_dir, int4_dir, capsys):
+    (tmp_path / "o").mkdir()
+    assert main(["finetune", str(sparse_dir), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    ad = tmp_path / "dense_ad"
+    assert (
+        main(
+            ["finetune", str(sparse_dir), "--data", str(data), "--adapter", "lora", "--output", str(ad)]
+            + FAST
+        )
+        == 0
+    )
+    assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m")]) == 2
+    assert "--allow-densify" in capsys.readouterr().err
+    assert main(["merge", str(int4_dir), str(ad), "--output", str(tmp_path / "m")]) == 2
+    assert "precision mismatch" in capsys.readouterr().err
+    assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m"), "--allow-densify"]) == 0

@@ -1,0 +1,149 @@
+"""AdapterLinear: LoRA math, elastic ranks, SparsePEFT / QA-SparsePEFT forward and gradients."""
+
+import pytest
+import torch
+from torch import nn
+
+from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
+from sqft.adapt.layer import AdapterLinear
+from sqft.adapt.variants import QAParams, adapted_linear, fake_quant_groups, masked_delta
+from sqft.errors import SqftError
+from tests.adapt.helpers import randomize_adapters_, sparse_int4_model, sparse_model, tokens
+
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def _ref_grads(x, xd, A, B, W, M, s):
+    """Plain autograd reference: y = x Wᵀ + xd ((B A) ⊙ M · s)ᵀ."""
+    L = (B @ A) * s * M
+    y = x @ W.T + xd @ L.T
+    return y
+
+
+@pytest.mark.parametrize("dropout_on", [False, True])
+def test_masked_linear_matches_autograd_reference(dropout_on):
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(12, 16, generator=g, dtype=torch.float64)
+    W[W.abs() < 0.6] = 0
+    M = W != 0
+    A = torch.randn(4, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    B = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    xd = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True) if dropout_on else None
+    y = adapted_linear(x, xd, A, B, lambda: W, M, 0.5, None)
+    y_ref = _ref_grads(x, xd if dropout_on else x, A, B, W, M, 0.5)
+    up = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    inputs = [x, A, B] + ([xd] if dropout_on else [])
+    got = torch.autograd.grad(y, inputs, up)
+    want = torch.autograd.grad(y_ref, inputs, up)
+    tol = 1e3 * EPS32  # the layer forms W and L in fp32
+    assert (y - y_ref).abs().max() <= tol * y_ref.abs().max()
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() <= tol * b.abs().max()
+    # gradient of A and B only flows through kept positions: a fully-masked row gets no B gradient
+    assert got[2][~M.any(dim=1)].abs().sum() == 0
+
+
+def test_lora_forward_is_base_plus_scaled_low_rank():
+    base = nn.Linear(16, 8, bias=True)
+    layer = AdapterLinear(base, r_max=4, alpha=8, generator=torch.Generator().manual_seed(0)).eval()
+    assert torch.equal(layer.lora_B, torch.zeros(8, 4))  # B = 0: starts at the base model
+    x = torch.randn(2, 16)
+    assert torch.equal(layer(x), base(x))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+        layer.set_active_rank(2)
+    want = base(x) + 2.0 * (x @ layer.lora_A[:2].T) @ layer.lora_B[:, :2].T  # s = α / r_max = 2 at every rank
+    assert torch.allclose(layer(x), want, atol=1e-5)
+
+
+def test_dropout_feeds_only_the_adapter_branch():
+    base = nn.Linear(16, 8, bias=False)
+    layer = AdapterLinear(base, r_max=4, alpha=8, dropout=0.5, sparse=True).train()
+    x = torch.randn(64, 16)
+    torch.manual_seed(3)
+    y = layer(x)
+    with torch.no_grad():  # B = 0 → L = 0: dropout must not touch the base path at all
+        assert torch.equal(y, x @ base.weight.T)
+
+
+def test_default_grouping_shares_qkv_per_layer_and_fixes_mlp():
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig())
+    groups = groups_of(model)
+    assert list(groups) == ["model.layers.0.qkv", "model.layers.1.qkv"]
+    assert [n.rsplit(".", 1)[-1] for n in groups["model.layers.0.qkv"]] == ["q_proj", "k_proj", "v_proj"]
+    set_active_ranks(model, {"model.layers.0.qkv": 16, "model.layers.1.qkv": 24})
+    ranks = {n: m.active_rank for n, m in adapter_layers(model).items()}
+    assert ranks["model.layers.0.self_attn.k_proj"] == 16 and ranks["model.layers.1.self_attn.q_proj"] == 24
+    assert ranks["model.layers.0.mlp.up_proj"] == ranks["model.layers.1.mlp.down_proj"] == 32
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A" in n or ".lora_B" in n for n in trainable)
+    with pytest.raises(SqftError, match="not in its search space"):
+        set_active_ranks(model, {"model.layers.0.qkv": 20, "model.layers.1.qkv": 24})
+
+
+@pytest.mark.parametrize("grouping,n", [("module", 10), ("layer", 2)])
+def test_other_groupings(grouping, n):
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig(grouping=grouping))
+    assert len(groups_of(model)) == n
+
+
+def test_qa_forward_starts_exactly_at_the_gptq_model():
+    model = sparse_int4_model()
+    x = tokens()
+    want = model(x).logits
+    inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base="gptq"))
+    assert torch.equal(model.eval()(x).logits, want)  # B = 0: Q(Ŵ_gptq) = q exactly
+
+
+def test_qa_gradient_is_straight_through_to_the_adapter():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(8, 32, generator=g)
+    scale = torch.full((8, 1), 0.25)
+    zero = torch.full((8, 1), 8.0)
+    qa = QAParams(scale, zero, 4, 32)
+    A = torch.randn(2, 32, generator=g, requires_grad=True)
+    B = torch.randn(8, 2, generator=g, requires_grad=True)
+    x = torch.randn(5, 32, generator=g)
+    y = adapted_linear(x, None, A, B, lambda: W, None, 1.0, qa)
+    assert torch.equal(y, x @ fake_quant_groups(W + masked_delta(A, B, 1.0, None), qa).T)
+    y.sum().backward()
+    gL = torch.ones(5, 8).T @ x  # ∂Σy/∂Ŵ, passed straight through to L
+    assert torch.allclose(A.grad, B.detach().T @ gL, atol=1e-4)
+
+
+def test_config_validation():
+    with pytest.raises(SqftError, match="maximum 24"):
+        AdaptConfig(r_max=32, ranks=(24, 16))
+    with pytest.raises(SqftError, match="positive"):
+        AdaptConfig(ranks=(32, 0))
+    with pytest.raises(SqftError, match="r_max"):
+        AdaptConfig(r_max=0)
+    assert AdaptConfig(adapter="lora").ranks == (32,)
+    assert AdaptConfig.for_pipeline("sqft-qa-sparsepeft").variant == "qa-sparsepeft"
+
+
+def test_qa_on_dense_base_and_sparse_on_int4_are_refused():
+    with pytest.raises(SqftError, match="INT4"):
+        inject_adapters(sparse_model(), AdaptConfig(sparse_adapter=True, quantization_aware=True))
+    with pytest.raises(SqftError, match="quantization-aware"):
+        inject_adapters(sparse_int4_model(), AdaptConfig(sparse_adapter=True))
+
+
+def test_unknown_target_is_refused():
+    with pytest.raises(SqftError, match="match no linear"):
+        inject_adapters(sparse_model(), AdaptConfig(targets=("q_prj",)))
+
+
+def test_adapted_model_output_changes_with_rank():
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig(sparse_adapter=True))
+    randomize_adapters_(model)
+    x = tokens()
+    a = model.eval()(x).logits
+    set_active_ranks(model, dict.fromkeys(groups_of(model), 16))
+    b = model(x).logits
+    set_active_ranks(model, dict.fromkeys(groups_of(model), 32))
+    assert not torch.equal(a, b) and torch.equal(model(x).logits, a)

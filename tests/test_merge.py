@@ -1,0 +1,106 @@
+"""Merge: SparsePEFT keeps every zero and the logits; QA-SparsePEFT gives the INT4 model the training used."""
+
+import pytest
+import torch
+
+from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
+from sqft.errors import SqftError
+from sqft.merge import merge_adapters
+from sqft.modeling.structure import find_target_linears
+from tests.adapt.helpers import ALL_LINEARS, randomize_adapters_, sparse_int4_model, sparse_model, tokens
+from tests.conftest import tiny_llama
+
+
+def _rel_bound(dtype: torch.dtype, logits: torch.Tensor) -> float:
+    """Merged vs unmerged differ only by where W + L is rounded: a few ulps of the logits' scale."""
+    return 64 * torch.finfo(dtype).eps * float(logits.detach().abs().max())
+
+
+def _zeros(model):
+    return {n: (m.weight == 0) for n, m in find_target_linears(model, ALL_LINEARS).items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sparsepeft_merge_keeps_zeros_and_logits(dtype):
+    model = sparse_model().to(dtype)
+    zeros = _zeros(model)
+    inject_adapters(model, AdaptConfig(sparse_adapter=True))
+    randomize_adapters_(model, std=0.2)
+    set_active_ranks(model, dict.fromkeys(groups_of(model), 24))
+    x = tokens()
+    unmerged = model.eval()(x).logits
+    merged, report = merge_adapters(model, probe=x)
+    assert not adapter_layers(merged)
+    for name, z in _zeros(merged).items():
+        assert (z | ~zeros[name]).all()  # every pruned weight is still exactly zero
+    # eval forward folds W + L exactly as merge does: equal bit for bit
+    assert torch.equal(merged(x).logits, unmerged)
+    assert report.probe_max_abs_logit_diff == 0.0 <= _rel_bound(dtype, unmerged)
+    assert report.checks["zeros_kept"]
+    assert report.sparsity >= 0.5  # q,k,v,up,down were pruned to 50% and stay so
+
+
+def test_qa_merge_gives_identical_codes_and_logits():
+    model = sparse_int4_model()
+    base_codes = {n: m.codes() for n, m in find_target_linears(model, ALL_LINEARS).items()}
+    inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True))
+    randomize_adapters_(model, std=0.5)
+    set_active_ranks(model, dict.fromkeys(groups_of(model), 16))
+    layers = adapter_layers(model)
+    eval_codes = {n: layer.merged_codes() for n, layer in layers.items()}
+    x = tokens()
+    eval_logits = model.eval()(x).logits
+    merged, report = merge_adapters(model, probe=x)
+    changed = 0
+    for name, q in eval_codes.items():
+        mq, ms, mz = merged.get_submodule(name).codes()
+        bq, bs, bz = base_codes[name]
+        assert (
+            torch.equal(mq, q) and torch.equal(ms, bs) and torch.equal(mz, bz)
+        )  # same (s, z), trained codes
+        z_full = bz.repeat_interleave(32, 1)  # (out, in)
+        pruned = bq == z_full
+        assert torch.equal(mq[pruned], z_full[pruned])  # pruned (and zero-coded) weights stay at z → ŵ = 0
+        changed += int((mq != bq).sum())
+    assert changed > 0  # the adapter did move weights across grid points
+    assert torch.equal(merged(x).logits, eval_logits)
+    assert report.codes_equal_eval and report.probe_max_abs_logit_diff == 0.0
+
+
+def test_dense_adapter_into_sparse_base_needs_allow_densify():
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig(adapter="lora"))
+    with pytest.raises(SqftError, match="allow-densify"):
+        merge_adapters(model)
+    randomize_adapters_(model)
+    x = tokens()
+    want = model.eval()(x).logits
+    merged, report = merge_adapters(model, allow_densify=True, probe=x)
+    assert report.kind == "dense" and report.probe_max_abs_logit_diff <= _rel_bound(torch.float32, want)
+
+
+def test_dense_adapter_into_int4_is_refused():
+    model = sparse_int4_model()
+    inject_adapters(model, AdaptConfig(adapter="lora"))
+    with pytest.raises(SqftError, match="precision mismatch"):
+        merge_adapters(model)
+
+
+def test_lora_merge_into_dense_base():
+    model = tiny_llama()
+    inject_adapters(model, AdaptConfig(adapter="lora", r_max=8, ranks=(8,), alpha=16))
+    randomize_adapters_(model)
+    x = tokens()
+    want = model.eval()(x).logits
+    merged, report = merge_adapters(model, probe=x)
+    assert report.kind == "dense"
+    assert (merged(x).logits - want).abs().max() <= _rel_bound(torch.float32, want)
+
+
+def test_nonfinite_adapter_is_refused():
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig(sparse_adapter=True))
+    with torch.no_grad():
+        next(iter(adapter_layers(model).values())).lora_B.fill_(float("nan"))
+    with pytest.raises(SqftError, match="non-finite"):
+        merge_adapters(model)
