@@ -18,6 +18,7 @@ __all__ = [
     "dequantize",
     "fake_quantize",
     "fake_quantize_ste",
+    "storable_scale",
 ]
 
 
@@ -59,6 +60,16 @@ def qparams(
     if zero is None:
         zero = torch.round(-wmin / scale).clamp(0, Q)
     return scale, zero
+
+
+def storable_scale(scale: torch.Tensor) -> torch.Tensor:
+    """The fp32 value of `scale` rounded to fp16, the dtype checkpoints store it in (GPTQ `scales`).
+
+    Codes computed against this scale reproduce the stored model exactly. A scale that would round to 0 (or
+    overflow) is clamped to the smallest (largest) positive fp16 value, so it stays usable as a divisor.
+    """
+    fp16 = torch.finfo(torch.float16)
+    return scale.float().clamp(2.0**-24, fp16.max).to(torch.float16).float()
 
 
 def expand_groups(p: torch.Tensor, group_size: int, in_features: int) -> torch.Tensor:

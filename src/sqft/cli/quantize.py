@@ -1,0 +1,87 @@
+"""`sqft quantize MODEL --method gptq --bits 4 --group-size 128 --calibration FILE --output DIR`."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqft.cli.common import (
+    add_calibration_args,
+    add_model_args,
+    add_output_args,
+    add_runtime_args,
+    add_target_args,
+)
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="quantize a (sparse) model to INT2/3/4/8 with GPTQ or RTN; zeros stay zeros",
+        description="Quantize the linear layers of the decoder blocks and write a GPTQ checkpoint "
+        "(readable by transformers/optimum/GPTQModel). Pruned weights stay exactly zero.",
+    )
+    add_model_args(p)
+    p.add_argument(
+        "--method", default="gptq", help="gptq (default, needs --calibration) or rtn (round to nearest)"
+    )
+    p.add_argument("--bits", type=int, default=4, help="bits per weight: 2, 3, 4 (default) or 8")
+    p.add_argument(
+        "--group-size",
+        type=int,
+        default=128,
+        help="input columns per scale/zero group (default 128; -1 = per row)",
+    )
+    p.add_argument("--sym", action="store_true", help="symmetric quantization (fixed zero point 2^(b-1))")
+    p.add_argument(
+        "--damp", type=float, default=0.01, help="GPTQ damping, fraction of mean diag(H) (default 0.01)"
+    )
+    p.add_argument(
+        "--checkpoint-format",
+        default="gptq",
+        help="gptq (v1, default: read by transformers/optimum/vLLM; zero points >= 1) or gptq_v2 (GPTQModel)",
+    )
+    add_calibration_args(p, required=False)
+    add_target_args(p)
+    add_output_args(p)
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqft.quantize.api import QuantizeConfig, quantize_model
+
+    config = QuantizeConfig(
+        method=args.method,
+        bits=args.bits,
+        group_size=args.group_size,
+        sym=args.sym,
+        percdamp=args.damp,
+        n_samples=args.n_samples,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        targets=args.targets,
+        ignore=args.ignore,
+        device=args.device,
+        checkpoint_format=args.checkpoint_format,
+    )
+    manifest = quantize_model(
+        args.model,
+        args.output,
+        config,
+        calibration=args.calibration,
+        text_field=args.text_field,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        gguf_file=args.gguf_file,
+        trust_remote_code=args.trust_remote_code,
+        quiet=args.quiet,
+    )
+    fig = manifest["figures"]
+    print(
+        f"{config.method} {config.bits}-bit: {len(fig['layers'])} layers, sparsity {fig['sparsity_before']:.2%} -> "
+        f"{fig['sparsity_after']:.2%}, {fig['seconds']:.1f} s, {fig['size_on_disk_bytes'] / 2**20:.1f} MiB "
+        f"-> {args.output}"
+    )
+    return 0

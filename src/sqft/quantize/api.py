@@ -1,0 +1,257 @@
+"""The quantize stage: `quantize(model, config, windows)` replaces the target linears by `QuantLinear`s in place.
+
+GPTQ runs through the shared layer-sequential calibration loop (one Hessian per target linear); RTN needs no
+data. Each layer is swapped for its `QuantLinear` as soon as it is quantized, so the blocks that follow are
+calibrated on the outputs the quantized model will really produce.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sqft.calibration import Hessian, run_layerwise
+from sqft.errors import SqftError
+from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
+from sqft.quantize.format import FORMATS, replace_module, save_gptq_model
+from sqft.quantize.gptq import gptq_quantize, reconstruction_error
+from sqft.quantize.packing import SUPPORTED_BITS
+from sqft.quantize.qlinear import QuantLinear
+from sqft.quantize.rtn import rtn_quantize
+
+__all__ = [
+    "METHODS",
+    "QuantizeConfig",
+    "QuantizationResult",
+    "check_group_size",
+    "quantize",
+    "quantize_model",
+]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("gptq", "rtn")
+
+
+@dataclass
+class QuantizeConfig:
+    """How to quantize. `group_size=-1` is one group per output row (per channel)."""
+
+    method: str = "gptq"
+    bits: int = 4
+    group_size: int = 128
+    sym: bool = False
+    percdamp: float = 0.01  # GPTQ damping λ = percdamp · mean(diag H)
+    blocksize: int = 128  # GPTQ column block of the lazy batch update
+    n_samples: int = 128
+    seq_len: int = 2048
+    seed: int = 0
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    ignore: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    checkpoint_format: str = "gptq"  # v1 (z ≥ 1, read everywhere) or gptq_v2
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SqftError(f"unknown quantize method '{self.method}': choose one of {', '.join(METHODS)}")
+        if self.bits not in SUPPORTED_BITS:
+            raise SqftError(
+                f"bits={self.bits} is not supported: use one of {', '.join(map(str, SUPPORTED_BITS))}"
+            )
+        if self.group_size != -1 and self.group_size < 1:
+            raise SqftError(f"group size {self.group_size} is invalid: use a positive size (e.g. 128) or -1")
+        if not 0 < self.percdamp < 1:
+            raise SqftError(f"damping {self.percdamp} must be in (0, 1) (default 0.01)")
+        if self.blocksize < 1:
+            raise SqftError(f"GPTQ blocksize {self.blocksize} must be positive (default 128)")
+        if self.n_samples < 1 or self.seq_len < 1:
+            raise SqftError(f"n_samples ({self.n_samples}) and seq_len ({self.seq_len}) must be positive")
+        if self.checkpoint_format not in FORMATS:
+            raise SqftError(
+                f"unknown checkpoint format '{self.checkpoint_format}': use one of {', '.join(FORMATS)}"
+            )
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.method == "gptq"
+
+    @property
+    def min_zero(self) -> int:
+        """GPTQ v1 stores z − 1, so it needs z ≥ 1."""
+        return 1 if self.checkpoint_format == "gptq" else 0
+
+
+@dataclass
+class QuantizationResult:
+    layers: dict[str, Any]  # per full layer name: error figures, zeros before/after, seconds
+    zeros_before: int  # exact zeros over the target weights before quantization
+    zeros_after: int  # exact zeros of the dequantized target weights
+    numel: int
+    seconds: float = 0.0
+
+    @property
+    def sparsity_before(self) -> float:
+        return self.zeros_before / max(self.numel, 1)
+
+    @property
+    def sparsity_after(self) -> float:
+        return self.zeros_after / max(self.numel, 1)
+
+
+def check_group_size(model: nn.Module, config: QuantizeConfig) -> dict[str, nn.Linear]:
+    """The target linears, after refusing quantized ones and group sizes that do not divide in_features."""
+    check_targets(model, config.targets, config.ignore)
+    linears = find_target_linears(model, config.targets, config.ignore)
+    for name, lin in linears.items():
+        if not isinstance(lin, nn.Linear):
+            raise SqftError(
+                f"{name} is already quantized ({type(lin).__name__}): quantize a full-precision model"
+            )
+        if config.group_size != -1 and lin.in_features % config.group_size:
+            divisors = [g for g in (256, 128, 64, 32, 16, 8, 4, 2) if lin.in_features % g == 0]
+            raise SqftError(
+                f"group size {config.group_size} does not divide in_features={lin.in_features} of {name}: "
+                f"use --group-size -1 (per channel) or one of {divisors}"
+            )
+    return linears
+
+
+def _quantize_linear(
+    name: str, lin: nn.Linear, stat: Hessian | None, config: QuantizeConfig, model: nn.Module
+):
+    t0 = time.perf_counter()
+    W = lin.weight.data  # (out, in)
+    if config.method == "gptq":
+        q, scale, zero = gptq_quantize(
+            W,
+            stat.H,
+            config.bits,
+            config.group_size,
+            config.sym,
+            config.percdamp,
+            config.blocksize,
+            config.min_zero,
+        )
+    else:
+        q, scale, zero = rtn_quantize(W, config.bits, config.group_size, config.sym, config.min_zero)
+    bias = None if lin.bias is None else lin.bias.data
+    qlin = QuantLinear.from_codes(q, scale, zero, config.bits, config.group_size, config.sym, bias)
+    W_hat = qlin.dequantize()  # (out, in) fp32
+    figures = {
+        "weight_mse": float(((W.float() - W_hat) ** 2).mean()),
+        "zeros_before": int((W == 0).sum()),
+        "zeros_after": int((W_hat == 0).sum()),
+        "numel": W.numel(),
+    }
+    if stat is not None:
+        err, ref = (
+            reconstruction_error(W, W_hat, stat.H),
+            reconstruction_error(W, torch.zeros_like(W), stat.H),
+        )
+        figures.update(output_error=err, relative_output_error=err / ref if ref > 0 else 0.0)
+    replace_module(model, name, qlin.to(W.device))
+    figures["seconds"] = round(time.perf_counter() - t0, 4)
+    return figures
+
+
+def quantize(
+    model: nn.Module, config: QuantizeConfig, windows: torch.Tensor | None = None, quiet: bool = False
+) -> QuantizationResult:
+    """Quantize the model's target linears in place. `windows` (n, T) token ids are needed for GPTQ."""
+    check_group_size(model, config)
+    if config.needs_calibration and windows is None:
+        raise SqftError(f"method '{config.method}' needs calibration data: pass --calibration FILE")
+    device = torch.device(config.device)
+    t0 = time.perf_counter()
+    res = run_layerwise(
+        model,
+        windows if config.needs_calibration else None,
+        lambda name, lin, stat: _quantize_linear(name, lin, stat, config, model),
+        (lambda lin: Hessian(lin.in_features, device)) if config.needs_calibration else None,
+        targets=config.targets,
+        ignore=config.ignore,
+        device=device,
+        desc=f"quantize ({config.method}, {config.bits}-bit)",
+        quiet=quiet,
+    )
+    layers = res.figures
+    return QuantizationResult(
+        layers=layers,
+        zeros_before=sum(f["zeros_before"] for f in layers.values()),
+        zeros_after=sum(f["zeros_after"] for f in layers.values()),
+        numel=sum(f["numel"] for f in layers.values()),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def quantize_model(
+    source: str,
+    output: str,
+    config: QuantizeConfig,
+    calibration: str | None = None,
+    text_field: str = "text",
+    overwrite: bool = False,
+    dtype: str = "auto",
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Load `source`, quantize it, write the GPTQ artifact `output` with its manifest. Returns the manifest."""
+    from sqft.artifacts import Stopwatch, check_output
+    from sqft.calibration import load_calibration
+    from sqft.stage import load_input, max_positions, save_output
+
+    check_output(output, overwrite)
+    if config.needs_calibration and calibration is None:
+        raise SqftError(f"method '{config.method}' needs calibration data: pass --calibration FILE")
+    model, tokenizer, parent = load_input(source, dtype, gguf_file, trust_remote_code)
+    check_group_size(model, config)
+    windows = None
+    if config.needs_calibration:
+        windows = load_calibration(
+            tokenizer,
+            calibration,
+            config.n_samples,
+            config.seq_len,
+            config.seed,
+            text_field,
+            max_positions(model),
+        )
+    with Stopwatch(config.device) as sw:
+        result = quantize(model, config, windows, quiet=quiet)
+    log.info("quantized %d layers in %.1f s", len(result.layers), sw.seconds)
+    log.info("sparsity over targets %.4f -> %.4f", result.sparsity_before, result.sparsity_after)
+    figures = {
+        "sparsity_before": result.sparsity_before,
+        "sparsity_after": result.sparsity_after,
+        "zeros_before": result.zeros_before,
+        "zeros_after": result.zeros_after,
+        "numel": result.numel,
+        "layers": result.layers,
+        "seconds": round(sw.seconds, 3),
+        "peak_memory_bytes": sw.peak_memory_bytes,
+        "calibration": {
+            "source": str(calibration),
+            "windows": None if windows is None else list(windows.shape),
+        },
+    }
+
+    def save(m: nn.Module, tok: Any, d: Any) -> None:
+        save_gptq_model(m, tok, d, config.checkpoint_format, config.group_size)
+
+    return save_output(
+        model,
+        tokenizer,
+        output,
+        stage="quantize",
+        config=config,
+        parent=parent,
+        figures=figures,
+        overwrite=overwrite,
+        save_fn=save,
+    )

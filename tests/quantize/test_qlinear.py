@@ -1,0 +1,57 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from sqft.errors import SqftError
+from sqft.quantize.qlinear import QuantLinear
+from sqft.quantize.rtn import rtn_quantize
+
+
+def _layer(bits=4, group_size=32, sym=False, bias=True, out=24, inp=64):
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(out, inp, generator=g)
+    q, scale, zero = rtn_quantize(W, bits, group_size, sym)
+    b = torch.randn(out, generator=g) if bias else None
+    return QuantLinear.from_codes(q, scale, zero, bits, group_size, sym, b), (q, scale, zero, b)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("group_size", [32, -1])
+def test_codes_round_trip_exactly(bits, group_size):
+    layer, (q, scale, zero, _) = _layer(bits, group_size, out=32)
+    got_q, got_s, got_z = layer.codes()
+    assert torch.equal(got_q, q) and torch.equal(got_s, scale) and torch.equal(got_z, zero)
+    assert layer.group_size == (64 if group_size == -1 else 32) and layer.scales.dtype == torch.float16
+
+
+def test_forward_is_linear_with_dequantized_weight():
+    layer, (q, scale, zero, b) = _layer()
+    x = torch.randn(3, 5, 64)
+    W_hat = scale.repeat_interleave(32, 1) * (q.float() - zero.repeat_interleave(32, 1))  # (out, in)
+    assert torch.equal(layer.dequantize(), W_hat)
+    torch.testing.assert_close(layer(x), F.linear(x, W_hat, b), rtol=0, atol=0)
+
+
+def test_dtype_casts_keep_fp16_scales_and_state_dict_survives_safetensors(tmp_path):
+    layer, _ = _layer()
+    before = layer.codes()
+    layer = layer.to(torch.bfloat16)
+    assert layer.scales.dtype == torch.float16 and layer.qweight.dtype == torch.int32
+    assert layer(torch.randn(2, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    save_file(layer.state_dict(), tmp_path / "l.safetensors")
+    fresh = QuantLinear(64, 24, 4, 32, False, bias=True)
+    fresh.load_state_dict(load_file(tmp_path / "l.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.codes(), before, strict=True))
+
+
+def test_bad_codes_are_refused():
+    layer, (q, scale, zero, _) = _layer(bias=False)
+    with pytest.raises(SqftError, match="fp16-representable"):
+        QuantLinear.from_codes(q, scale * (1 + 1e-6), zero, 4, 32, False)
+    with pytest.raises(SqftError, match=r"\[0, 15\]"):
+        QuantLinear.from_codes(q + 16, scale, zero, 4, 32, False)
+    with pytest.raises(SqftError, match="bits=5"):
+        QuantLinear(64, 24, 5, 32)
+    with pytest.raises(SqftError, match="does not divide in_features=64"):
+        QuantLinear(64, 24, 4, 48)
