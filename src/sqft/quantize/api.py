@@ -202,26 +202,13 @@ def quantize_model(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load `source`, quantize it, write the GPTQ artifact `output` with its manifest. Returns the manifest."""
-    from sqft.artifacts import Stopwatch, check_output
-    from sqft.calibration import load_calibration
-    from sqft.stage import load_input, max_positions, save_output
+    from sqft.artifacts import Stopwatch
+    from sqft.stage import calibration_figures, load_calibrated_input, save_output
 
-    check_output(output, overwrite)
-    if config.needs_calibration and calibration is None:
-        raise SqftError(f"method '{config.method}' needs calibration data: pass --calibration FILE")
-    model, tokenizer, parent = load_input(source, dtype, gguf_file, trust_remote_code)
-    check_group_size(model, config)
-    windows = None
-    if config.needs_calibration:
-        windows = load_calibration(
-            tokenizer,
-            calibration,
-            config.n_samples,
-            config.seq_len,
-            config.seed,
-            text_field,
-            max_positions(model),
-        )
+    model, tokenizer, parent, windows = load_calibrated_input(
+        source, output, config, calibration, text_field, overwrite, dtype, gguf_file, trust_remote_code,
+        check=lambda m: check_group_size(m, config),
+    )
     with Stopwatch(config.device) as sw:
         result = quantize(model, config, windows, quiet=quiet)
     log.info("quantized %d layers in %.1f s", len(result.layers), sw.seconds)
@@ -235,10 +222,7 @@ def quantize_model(
         "layers": result.layers,
         "seconds": round(sw.seconds, 3),
         "peak_memory_bytes": sw.peak_memory_bytes,
-        "calibration": {
-            "source": str(calibration),
-            "windows": None if windows is None else list(windows.shape),
-        },
+        "calibration": calibration_figures(calibration, windows),
     }
 
     def save(m: nn.Module, tok: Any, d: Any) -> None:

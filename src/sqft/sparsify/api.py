@@ -167,24 +167,13 @@ def sparsify_model(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Load `source`, prune it, write the artifact `output`. Returns the manifest."""
-    from sqft.artifacts import Stopwatch, check_output
-    from sqft.calibration import calibration_windows, load_texts
-    from sqft.modeling.io import resolve_source
-    from sqft.stage import load_input, max_positions, save_output
+    from sqft.artifacts import Stopwatch
+    from sqft.stage import calibration_figures, load_calibrated_input, save_output
 
-    check_output(output, overwrite)
-    resolve_source(source, gguf_file)
-    texts = None
-    if config.needs_calibration:
-        if calibration is None:
-            raise SqftError(f"method '{config.method}' needs calibration data: pass --calibration FILE")
-        texts = load_texts(calibration, text_field)  # validate the file before the slow model load
-    model, tokenizer, parent = load_input(source, dtype, gguf_file, trust_remote_code)
-    check_pattern_fits(model, config)
-    windows = None
-    if texts is not None:
-        seq_len = min(config.seq_len, max_positions(model) or config.seq_len)
-        windows = calibration_windows(tokenizer, texts, config.n_samples, seq_len, config.seed)
+    model, tokenizer, parent, windows = load_calibrated_input(
+        source, output, config, calibration, text_field, overwrite, dtype, gguf_file, trust_remote_code,
+        check=lambda m: check_pattern_fits(m, config),
+    )
     with Stopwatch(config.device) as sw:
         result = sparsify(model, config, windows, quiet=quiet)
     log.info("sparsity over targets: %.4f (%.1f s)", result.report["total"], sw.seconds)
@@ -193,7 +182,7 @@ def sparsify_model(
         "layers": result.layers,
         "seconds": round(sw.seconds, 3),
         "peak_memory_bytes": sw.peak_memory_bytes,
-        "calibration": {"source": str(calibration), "windows": None if windows is None else list(windows.shape)},
+        "calibration": calibration_figures(calibration, windows),
     }
     return save_output(
         model, tokenizer, output, stage="sparsify", config=config, parent=parent, figures=figures, overwrite=overwrite
