@@ -87,7 +87,7 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     adapt = build(AdaptConfig, recipe.adapt_section(), "finetune.adapter")
     train = build(TrainConfig, recipe.finetune.get("train"), "finetune.train")
     data = dict(recipe.finetune["data"])
-    examples = load_training_examples(data.pop("source"), data.pop("format", "custom"), **data)
+    examples = load_training_examples(data.pop("source"), data.pop("format", "auto"), **data)
     qa_fp16 = adapt.quantization_aware and adapt.qa_base == "fp16"
     base = st.sparse if qa_fp16 else st.current
     finetune_to_dir(base, examples, adapt, train, out, dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None,

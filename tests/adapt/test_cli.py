@@ -100,6 +100,8 @@ def test_qa_finetune_merge_to_int4(tmp_path, data, int4_dir):
         (["--r-max", "0"], "positive"),
         (["--targets", "q_prj"], "match no linear"),
         (["--quantization-aware", "--sparse-adapter"], "INT4"),
+        (["--format", "custom"], "template is needed"),
+        (["--format", "mc"], "line 1: missing field 'query'"),
     ],
 )
 def test_finetune_refusals_exit_2(tmp_path, data, sparse_dir, extra, msg, capsys):
@@ -135,3 +137,23 @@ def test_existing_output_and_merge_refusals(tmp_path, data, sparse_dir, int4_dir
     assert main(["merge", str(int4_dir), str(ad), "--output", str(tmp_path / "m")]) == 2
     assert "precision mismatch" in capsys.readouterr().err
     assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m"), "--allow-densify"]) == 0
+
+
+def test_finetune_custom_templates_limit_and_mask_prompt(tmp_path, sparse_dir, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n" + json.dumps({"prompt": "p2"}) + "\n")
+    out = ["--output", str(tmp_path / "o"), "-q"]
+    assert main(["finetune", str(sparse_dir), "--data", str(bad)] + out) == 2
+    assert "bad.jsonl line 2: missing field 'response'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    custom = tmp_path / "c.jsonl"
+    custom.write_text(
+        "".join(json.dumps({"q": s[:30], "a": s[30:60]}) + "\n" for s in CORPUS.split(". ")[:6])
+    )
+    ad = tmp_path / "ad"
+    args = ["finetune", str(sparse_dir), "--data", str(custom), "--template", "User: {q}\nBot:"]
+    args += ["--response-template", " {a}", "--data-limit", "4", "--mask-prompt", "--output", str(ad)]
+    assert main(args + FAST) == 0
+    manifest = json.loads((ad / "sqft.json").read_text())
+    assert manifest["figures"]["examples"] == 4 and manifest["figures"]["steps"] == 3
+    assert manifest["config"]["train"]["mask_prompt"] is True and manifest["config"]["data_format"] == "auto"

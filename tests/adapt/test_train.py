@@ -8,13 +8,15 @@ import torch
 
 from sqft.adapt import AdaptConfig, TrainConfig, adapter_layers
 from sqft.adapt.train import finetune
+from sqft.data import TrainingExample
+from sqft.errors import SqftError
 from tests.adapt.helpers import sparse_int4_model, sparse_model
 from tests.conftest import CORPUS, char_tokenizer, tiny_llama
 
 RECORDS = [(f"Q: {s[:30]}\nA:", s[30:90]) for s in CORPUS.split(". ")[:16]]
 
 
-def _train(make, tmp_path, steps=6, **kw):
+def _train(make, tmp_path, steps=6, examples=RECORDS, **kw):
     adapt = AdaptConfig.for_pipeline(
         kw.pop("pipeline", "lora"), r_max=8, ranks=(8, 6, 4), alpha=16, dropout=0.0
     )
@@ -28,7 +30,7 @@ def _train(make, tmp_path, steps=6, **kw):
         cutoff=48,
         **kw,
     )
-    return finetune(make(), char_tokenizer(), RECORDS, adapt, train, tmp_path / "work", progress=False)
+    return finetune(make(), char_tokenizer(), examples, adapt, train, tmp_path / "work", progress=False)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +82,18 @@ def test_bf16_mixed_precision_trains(tmp_path):
     res = _train(sparse_model, tmp_path, steps=4, pipeline="sqft-sparsepeft", mixed_precision="bf16")
     assert res.figures["loss_last_logged"] < res.figures["loss_first_logged"]
     assert all(m.lora_A.dtype == torch.float32 for m in adapter_layers(res.model).values())  # fp32 master
+
+
+def test_whole_sequence_loss_by_default_and_data_errors_leave_the_model_untouched(tmp_path):
+    assert TrainConfig().mask_prompt is False  # the paper trains on prompt + response
+    prompt_only = [TrainingExample("x" * 60, "y"), "a plain text example", ("Q: 2+2?\nA:", " 4")]
+    res = _train(tiny_llama, tmp_path / "a", steps=2, examples=prompt_only)  # cutoff 48 < the first prompt
+    assert res.figures["steps"] == 2 and res.train.mask_prompt is False
+    model = tiny_llama()
+    adapt = AdaptConfig.for_pipeline("lora", r_max=8, ranks=(8,), alpha=16)
+    masked = TrainConfig(cutoff=48, mask_prompt=True)
+    with pytest.raises(SqftError, match="cutoff"):  # only prompt tokens left: nothing to learn
+        finetune(model, char_tokenizer(), prompt_only[:1], adapt, masked, tmp_path / "b", progress=False)
+    with pytest.raises(SqftError, match="training item 1 is a int"):
+        finetune(model, char_tokenizer(), ["ok", 3], adapt, masked, tmp_path / "b", progress=False)
+    assert adapter_layers(model) == {}

@@ -4,7 +4,11 @@ import pytest
 
 from sqft.data import (
     MCExample,
+    TrainingExample,
+    TrainingFormat,
+    as_training_examples,
     auto_delimiter,
+    detect_training_format,
     fill_template,
     load_gsm8k,
     load_instructions,
@@ -157,3 +161,50 @@ def test_empty_outputs_are_skipped_for_training(tmp_path, caplog):
     m.write_text(json.dumps(recs))
     assert [ex.response for ex in load_training_examples(m, "math")] == ["1"]
     assert "m.json record 2" in caplog.text
+
+
+AUTO_LAYOUTS = [
+    ({"text": "Hello there."}, TrainingFormat("custom", "{text}"), ("", "Hello there.")),
+    ({"prompt": "P:", "response": " r"}, TrainingFormat("custom", "{prompt}", "{response}"), ("P:", " r")),
+    ({"question": "2+2?", "answer": "4"}, TrainingFormat("gsm8k"), ("Question: 2+2?\nAnswer:", " 4")),
+    ({"query": "Question: Sky?", "choices": ["red", "blue"], "gold": 1}, TrainingFormat("mc"), None),
+    (
+        {"instruction": "Add.", "input": "", "output": "4", "answer": "4", "text": "x"},
+        TrainingFormat("math"),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("record,fmt,pair", AUTO_LAYOUTS)
+def test_auto_format_is_detected_from_the_first_record(tmp_path, record, fmt, pair):
+    p = write_jsonl(tmp_path / "d.jsonl", [record, record])
+    assert detect_training_format(p) == fmt
+    auto = load_training_examples(p)  # format="auto" is the default
+    assert len(auto) == 2
+    assert auto == load_training_examples(p, fmt.format, fmt.template, fmt.response_template)
+    if pair is not None:
+        assert (auto[0].prompt, auto[0].response) == pair
+
+
+def test_auto_format_refusals_name_the_record(tmp_path):
+    p = write_jsonl(tmp_path / "x.jsonl", [{"q": "Hi", "a": "Hello"}])
+    with pytest.raises(SqftError, match=r"x.jsonl line 1: cannot tell the training format .*\['a', 'q'\]"):
+        load_training_examples(p)
+    (ex,) = load_training_examples(p, "auto", template="{q}", response_template=" {a}")  # template → custom
+    assert (ex.prompt, ex.response) == ("Hi", " Hello")
+    mixed = write_jsonl(tmp_path / "m.jsonl", [{"prompt": "p", "response": "r"}, {"prompt": "p2"}])
+    with pytest.raises(SqftError, match=r"m.jsonl line 2: missing field 'response'"):
+        load_training_examples(mixed)
+
+
+def test_as_training_examples_converts_texts_and_pairs():
+    ex = TrainingExample("P:", " r")
+    assert as_training_examples([ex, "text", ("p", "r"), ["a", "b"]]) == [
+        ex,
+        TrainingExample("", "text"),
+        TrainingExample("p", "r"),
+        TrainingExample("a", "b"),
+    ]
+    with pytest.raises(SqftError, match="training item 1 is a tuple"):
+        as_training_examples(["ok", ("p", "r", "x")])

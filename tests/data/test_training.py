@@ -59,3 +59,31 @@ def test_split_is_seeded_and_disjoint():
     assert shuffled(items, 1) == shuffled(items, 1) != items
     with pytest.raises(SqftError):
         train_val_split(items, 100)
+
+
+def _bos_adding_tokenizer():
+    """The char tokenizer with a post-processor that puts BOS first, as Llama tokenizers do."""
+    from tokenizers import processors
+
+    from tests.conftest import char_tokenizer
+
+    tok = char_tokenizer()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
+    )
+    return tok
+
+
+@pytest.mark.parametrize("make", ["plain", "adds_bos"])
+def test_add_bos_puts_exactly_one_bos_first_and_masks_it_with_the_prompt(tokenizer, make):
+    tok = tokenizer if make == "plain" else _bos_adding_tokenizer()
+    ex = TrainingExample("Q: 1+1?\nA:", " 2")
+    (row,) = build_training_dataset(tok, [ex], cutoff_len=64, mask_prompt=True, add_bos=True)
+    bos = tok.bos_token_id
+    assert row["input_ids"][0] == bos and row["input_ids"].count(bos) == 1
+    assert len(row["input_ids"]) == 1 + len(ex.text) + 1  # BOS + characters + EOS
+    n_prompt = 1 + len(ex.prompt)
+    assert row["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
+    (cut,) = build_training_dataset(tok, [ex], cutoff_len=8, add_bos=True)
+    assert cut["input_ids"] == row["input_ids"][:8]  # BOS counts toward the cutoff; no EOS without room

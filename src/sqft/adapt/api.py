@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig, TrainConfig
-from sqft.adapt.data import Record, load_records
 from sqft.adapt.export import (
     elastic_space,
     extract_subadapter,
@@ -31,6 +30,7 @@ from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.nls import STATS_FILE
 from sqft.adapt.train import finetune, is_main_process
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
+from sqft.data import TrainingExample, as_training_examples, load_training_examples
 from sqft.errors import SqftError
 
 __all__ = [
@@ -60,7 +60,7 @@ def _qa_params_from(int4_source: str | os.PathLike) -> dict[str, Any]:
 
 def finetune_to_dir(
     model_source: str | os.PathLike,
-    data: str | os.PathLike | Sequence[Record],
+    data: str | os.PathLike | Sequence[TrainingExample],
     adapt: AdaptConfig,
     train: TrainConfig,
     output: str | os.PathLike,
@@ -70,12 +70,23 @@ def finetune_to_dir(
     data_limit: int | None = None,
     progress: bool = True,
     gguf_file: str | None = None,
+    data_format: str = "auto",
+    template: str | None = None,
+    response_template: str | None = None,
 ) -> Path:
-    """Fine-tune an adapter on `model_source` and save it (PEFT layout + sqft files) to `output`."""
+    """Fine-tune an adapter on `model_source` and save it (PEFT layout + sqft files) to `output`.
+
+    `data`: a file (or hub dataset) read by `sqft.data.load_training_examples` with `data_format`,
+    `template`, `response_template` and `data_limit`; or the training examples themselves.
+    """
     from sqft.stage import load_input
 
     out = check_output(output, overwrite)
-    records = load_records(data, data_limit) if isinstance(data, (str, os.PathLike)) else list(data)
+    from_file = isinstance(data, (str, os.PathLike))
+    if from_file:
+        examples = load_training_examples(data, data_format, template, response_template, limit=data_limit)
+    else:
+        examples = as_training_examples(data)[:data_limit]
     if adapt.quantization_aware and adapt.qa_base == "fp16" and qa_int4 is None:
         raise SqftError(
             "qa_base=fp16 trains on the fp16 sparse model and needs the INT4 model's scales: "
@@ -85,7 +96,7 @@ def finetune_to_dir(
     model, tokenizer, parent = load_input(model_source, dtype=dtype, gguf_file=gguf_file)
     work = _work_dir(out)
     with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
-        result = finetune(model, tokenizer, records, adapt, train, work, qa_params, progress)
+        result = finetune(model, tokenizer, examples, adapt, train, work, qa_params, progress)
     if is_main_process():
         with atomic_output(out, overwrite) as tmp:
             save_adapter(result.model, tmp, base=parent, stats=result.stats)
@@ -93,12 +104,13 @@ def finetune_to_dir(
                 **result.figures,
                 "time_s": sw.seconds,
                 "peak_memory_bytes": sw.peak_memory_bytes,
-                "examples": len(records),
+                "examples": len(examples),
             }
             config = {
                 "adapt": adapt,
                 "train": result.train,
-                "data": str(data) if isinstance(data, (str, Path)) else f"{len(records)} records",
+                "data": str(data) if from_file else f"{len(examples)} examples",
+                "data_format": data_format if from_file else None,
                 "qa_int4": qa_int4,
             }
             write_manifest(tmp, "finetune", config, parent, figures)

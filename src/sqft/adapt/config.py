@@ -123,7 +123,11 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
     """'no', 'bf16' or 'fp16'."""
-    train_on_prompt: bool = False
+    mask_prompt: bool = False
+    """Loss on the response only; the paper trains on the whole sequence (prompt + response)."""
+    add_bos: bool = False
+    """Prefix the tokenizer's BOS token. Off by default, like evaluation (lm-eval's default), so the model
+    is trained on the same kind of sequence it is scored on."""
     save_steps: int = 0
     """Save a resumable checkpoint every N optimizer steps (0: none)."""
     logging_steps: int = 10

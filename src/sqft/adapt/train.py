@@ -7,7 +7,6 @@ checkpoint in `work_dir` when there is one.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -19,11 +18,11 @@ import torch
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig, TrainConfig
-from sqft.adapt.data import Record, collate, examples_from_records
 from sqft.adapt.inject import adapter_layers, adapter_parameters, groups_of, inject_adapters
 from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.nls import NLSCallback, NLSStats
 from sqft.adapt.variants import QAParams
+from sqft.data import TrainingExample, as_training_examples, build_training_dataset, pad_collate
 
 __all__ = ["FinetuneResult", "finetune", "world_size", "is_main_process", "last_checkpoint"]
 
@@ -108,20 +107,27 @@ def _training_args(train: TrainConfig, work_dir: Path, progress: bool):
 def finetune(
     model: nn.Module,
     tokenizer,
-    records: Sequence[Record],
+    examples: Sequence[TrainingExample | str | tuple[str, str]],
     adapt: AdaptConfig,
     train: TrainConfig,
     work_dir: str | os.PathLike,
     qa_params: Mapping[str, QAParams] | None = None,
     progress: bool = True,
 ) -> FinetuneResult:
-    """Inject adapters into `model` (in place) and train them on `records`; returns the trained model."""
+    """Inject adapters into `model` (in place) and train them on `examples`; returns the trained model.
+
+    `examples`: `TrainingExample`s, plain texts or (prompt, response) pairs. Each is tokenized as BOS + prompt
+    + response + EOS, cut at `train.cutoff`; the loss covers the whole sequence unless `train.mask_prompt`.
+    """
     from transformers import Trainer
 
+    rows = build_training_dataset(
+        tokenizer, as_training_examples(examples), train.cutoff, train.mask_prompt, add_bos=train.add_bos
+    )
+    collate = pad_collate(tokenizer)  # data errors surface before the model is changed
     layers = inject_adapters(model, adapt, qa_params, seed=train.seed)
     int4 = any(is_quant_linear(m.base_layer) for m in layers.values())
     train = train.resolved(adapt, int4_base=int4)
-    examples = examples_from_records(tokenizer, records, train.cutoff, train.train_on_prompt)
     args = _training_args(train, Path(work_dir), progress)
     callbacks = []
     nls = None
@@ -129,12 +135,11 @@ def finetune(
         spaces = {g: list(adapt.ranks) for g in groups_of(model)}
         nls = NLSCallback(model, spaces, seed=train.nls_seed)
         callbacks.append(nls)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_Examples(examples),
-        data_collator=functools.partial(collate, pad_id=pad),
+        train_dataset=_Examples(rows),
+        data_collator=collate,
         callbacks=callbacks,
     )
     n_train = sum(p.numel() for p in adapter_parameters(model))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sqft.cli.common import add_model_args, add_output_args
+from sqft.data.tasks import TRAINING_FORMATS
 
 __all__ = ["add_parser", "run"]
 
@@ -18,13 +19,32 @@ def add_parser(subparsers) -> None:
     )
     add_model_args(p)
     add_output_args(p)
-    p.add_argument(
+    d = p.add_argument_group("data")
+    d.add_argument(
         "--data",
         required=True,
-        help="training data: .json/.jsonl with text, prompt/response, "
-        "question/answer (GSM8K) or instruction/input/output records",
+        help="training data: a .jsonl/.json/.parquet file (or a hub dataset id with the 'hub' extra)",
     )
-    p.add_argument("--data-limit", type=int, default=None, help="use only the first N records")
+    d.add_argument(
+        "--format",
+        choices=TRAINING_FORMATS,
+        default="auto",
+        help="record layout (default auto: detected from the first record: text → one text, "
+        "prompt/response → a pair, question/answer → gsm8k, instruction/output → math (Alpaca template), "
+        "query/choices/gold → mc; custom when --template is given)",
+    )
+    d.add_argument(
+        "--template",
+        default=None,
+        help="custom prompt template with {field} placeholders, e.g. 'Question: {q} Answer:' "
+        "(in bash, $'...\\n...' gives a newline)",
+    )
+    d.add_argument(
+        "--response-template",
+        default=None,
+        help="custom response template, e.g. ' {a}' (without it the filled --template is one text)",
+    )
+    d.add_argument("--data-limit", type=int, default=None, help="use only the first N records")
     a = p.add_argument_group("adapter")
     a.add_argument(
         "--pipeline",
@@ -98,7 +118,11 @@ def add_parser(subparsers) -> None:
     prec.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU)")
     t.add_argument("--save-steps", type=int, default=0, help="resumable checkpoint every N steps (0: none)")
     t.add_argument("--logging-steps", type=int, default=10, help="log the loss every N steps")
-    t.add_argument("--train-on-prompt", action="store_true", help="also train on prompt tokens")
+    t.add_argument(
+        "--mask-prompt",
+        action="store_true",
+        help="loss on the response only (default: the whole sequence, as in the paper)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.set_defaults(func=run)
 
@@ -142,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         nls_seed=args.nls_seed,
         gradient_checkpointing=args.grad_checkpointing,
         mixed_precision=precision,
-        train_on_prompt=args.train_on_prompt,
+        mask_prompt=args.mask_prompt,
         save_steps=args.save_steps,
         logging_steps=args.logging_steps,
     )
@@ -158,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
         data_limit=args.data_limit,
         progress=not args.quiet,
         gguf_file=args.gguf_file,
+        data_format=args.format,
+        template=args.template,
+        response_template=args.response_template,
     )
     print(f"adapter ({adapt.adapter}, {adapt.variant}) saved to {out}")
     return 0

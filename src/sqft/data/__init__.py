@@ -7,11 +7,15 @@ from sqft.data.tasks import (
     InstructionExample,
     MCExample,
     TrainingExample,
+    TrainingFormat,
+    as_training_examples,
+    detect_training_format,
     gsm8k_target,
     load_gsm8k,
     load_instructions,
     load_multiple_choice,
     load_training_examples,
+    training_format_of,
 )
 from sqft.data.templates import alpaca_prompt, auto_delimiter, fill_template, gsm8k_prompt
 from sqft.data.training import (
@@ -31,9 +35,12 @@ __all__ = [
     "MCExample",
     "TRAINING_FORMATS",
     "TrainingExample",
+    "TrainingFormat",
     "alpaca_prompt",
+    "as_training_examples",
     "auto_delimiter",
     "build_training_dataset",
+    "detect_training_format",
     "fill_template",
     "gsm8k_prompt",
     "gsm8k_target",
@@ -46,4 +53,5 @@ __all__ = [
     "shuffled",
     "tokenize_example",
     "train_val_split",
+    "training_format_of",
 ]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqft.data.records import Located, field, read_records
 from sqft.data.templates import alpaca_prompt, auto_delimiter, fill_template, gsm8k_prompt
@@ -27,11 +29,15 @@ __all__ = [
     "MCExample",
     "TrainingExample",
     "TRAINING_FORMATS",
+    "TrainingFormat",
+    "as_training_examples",
+    "detect_training_format",
     "gsm8k_target",
     "load_gsm8k",
     "load_instructions",
     "load_multiple_choice",
     "load_training_examples",
+    "training_format_of",
 ]
 
 
@@ -87,6 +93,24 @@ class TrainingExample:
     @property
     def text(self) -> str:
         return self.prompt + self.response
+
+
+def as_training_examples(items: Sequence[TrainingExample | str | tuple[str, str]]) -> list[TrainingExample]:
+    """`TrainingExample`s from examples, plain texts (`("", text)`: loss everywhere) or (prompt, response) pairs."""
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, TrainingExample):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(TrainingExample("", item))
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append(TrainingExample(item[0], item[1]))
+        else:
+            raise SqftError(
+                f"training item {i} is a {type(item).__name__} ({item!r:.60}): pass TrainingExamples, "
+                "texts or (prompt, response) pairs of strings"
+            )
+    return out
 
 
 def _limit(records: list[Located], limit: int | None) -> list[Located]:
@@ -189,12 +213,88 @@ def _mc_training(rec: Located, delimiter: str | None) -> TrainingExample:
     return TrainingExample(context, continuation)
 
 
-TRAINING_FORMATS = ("gsm8k", "math", "commonsense", "mc", "custom")
+TRAINING_FORMATS = ("auto", "gsm8k", "math", "commonsense", "mc", "custom")
+
+
+class TrainingFormat(NamedTuple):
+    """How records become training examples: a `TRAINING_FORMATS` name and, for 'custom', its templates."""
+
+    format: str
+    template: str | None = None
+    response_template: str | None = None
+
+
+def training_format_of(record: dict) -> TrainingFormat | None:
+    """The format a record's fields imply (most specific first), or None.
+
+    query/choices/gold (or Winogrande's, raw HellaSwag's fields) → mc; question/answer → gsm8k;
+    instruction/output → math (Alpaca template); prompt/response → a pair; text → one text.
+    """
+    keys = set(record)
+    mc = ({"query", "choices", "gold"}, {"context_options", "continuation", "gold"}, {"ctx_a", "endings"})
+    if any(fields <= keys for fields in mc):
+        return TrainingFormat("mc")
+    if {"question", "answer"} <= keys:
+        return TrainingFormat("gsm8k")
+    if {"instruction", "output"} <= keys:
+        return TrainingFormat("math")
+    if {"prompt", "response"} <= keys:
+        return TrainingFormat("custom", "{prompt}", "{response}")
+    if "text" in keys:
+        return TrainingFormat("custom", "{text}")
+    return None
+
+
+def _detected(rec: Located) -> TrainingFormat:
+    fmt = training_format_of(rec.record)
+    if fmt is None:
+        raise SqftError(
+            f"{rec.where}: cannot tell the training format from the fields {sorted(rec.record)}: records need "
+            "text, prompt/response, question/answer, instruction/output or query/choices/gold; otherwise "
+            "pass --format custom --template '...{field}...'"
+        )
+    return fmt
+
+
+def detect_training_format(source: str | os.PathLike, split: str = "train") -> TrainingFormat:
+    """The training format of a file or hub dataset, from the fields of its first record."""
+    return _detected(read_records(source, split)[0])
+
+
+def _resolve(
+    format: str, template: str | None, response_template: str | None, first: Located
+) -> TrainingFormat:
+    if format != "auto":
+        return TrainingFormat(format, template, response_template)
+    if template is not None:  # a template is only used by 'custom'
+        return TrainingFormat("custom", template, response_template)
+    return _detected(first)
+
+
+def _examples(records: list[Located], fmt: TrainingFormat, delimiter: str | None) -> list[TrainingExample]:
+    if fmt.format == "gsm8k":
+        return [
+            TrainingExample(gsm8k_prompt(field(r, "question")), " " + field(r, "answer")) for r in records
+        ]
+    if fmt.format in ("math", "commonsense"):
+        return _instruction_training(records)
+    if fmt.format == "mc":
+        return [_mc_training(r, delimiter) for r in records]
+    template, response_template = fmt.template, fmt.response_template
+    assert template is not None
+    if response_template is None:  # one text: no prompt to mask
+        return [TrainingExample("", fill_template(template, r.record, r.where)) for r in records]
+    return [
+        TrainingExample(
+            fill_template(template, r.record, r.where), fill_template(response_template, r.record, r.where)
+        )
+        for r in records
+    ]
 
 
 def load_training_examples(
     source: str | os.PathLike,
-    format: str,
+    format: str = "auto",
     template: str | None = None,
     response_template: str | None = None,
     delimiter: str | None = None,
@@ -206,29 +306,15 @@ def load_training_examples(
     format: `gsm8k` ("Question: q\\nAnswer: a"), `math` / `commonsense` (LLM-Adapters, Alpaca template),
     `mc` (query + delimiter + gold choice), `custom` (`template` for the prompt and optional
     `response_template` for the response, both with `{field}` placeholders; without a response template
-    the whole filled template is one text that carries loss everywhere).
+    the whole filled template is one text that carries loss everywhere), or `auto`: 'custom' when a template
+    is given, else detected from the first record's fields (`training_format_of`).
     """
     if format not in TRAINING_FORMATS:
         raise SqftError(f"unknown training format '{format}': use one of {', '.join(TRAINING_FORMATS)}")
-    if (format == "custom") != (template is not None):
+    if format != "auto" and (format == "custom") != (template is not None):
         raise SqftError(
             "a template is needed with format 'custom' (and only then): pass --template '...{field}...'"
         )
-    records = _limit(read_records(source, split, hub_config="main" if format == "gsm8k" else None), limit)
-    if format == "gsm8k":
-        return [
-            TrainingExample(gsm8k_prompt(field(r, "question")), " " + field(r, "answer")) for r in records
-        ]
-    if format in ("math", "commonsense"):
-        return _instruction_training(records)
-    if format == "mc":
-        return [_mc_training(r, delimiter) for r in records]
-    assert template is not None
-    if response_template is None:  # one text: no prompt to mask
-        return [TrainingExample("", fill_template(template, r.record, r.where)) for r in records]
-    return [
-        TrainingExample(
-            fill_template(template, r.record, r.where), fill_template(response_template, r.record, r.where)
-        )
-        for r in records
-    ]
+    gsm8k = format == "gsm8k" or (format == "auto" and "gsm8k" in str(source).lower())
+    records = _limit(read_records(source, split, hub_config="main" if gsm8k else None), limit)
+    return _examples(records, _resolve(format, template, response_template, records[0]), delimiter)

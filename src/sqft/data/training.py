@@ -30,21 +30,33 @@ IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 T = TypeVar("T")
 
 
+def _encode(tokenizer, text: str, cutoff_len: int, add_bos: bool) -> list[int]:
+    """Token ids of `text` with the tokenizer's special tokens, BOS first when `add_bos`, cut at `cutoff_len`."""
+    ids = tokenizer(text, truncation=True, max_length=cutoff_len, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if add_bos and bos is not None and (not ids or ids[0] != bos):  # the tokenizer did not add it itself
+        ids = [bos] + ids[: cutoff_len - 1]
+    return list(ids)
+
+
 def tokenize_example(
-    tokenizer, ex: TrainingExample, cutoff_len: int, mask_prompt: bool = False, add_eos: bool = True
+    tokenizer,
+    ex: TrainingExample,
+    cutoff_len: int,
+    mask_prompt: bool = False,
+    add_eos: bool = True,
+    add_bos: bool = False,
 ):
     """`{"input_ids", "attention_mask", "labels"}` (lists of ints) for one example."""
-    ids = tokenizer(ex.text, truncation=True, max_length=cutoff_len, add_special_tokens=True)["input_ids"]
+    ids = _encode(tokenizer, ex.text, cutoff_len, add_bos)
     eos = tokenizer.eos_token_id
     if add_eos and eos is not None and len(ids) < cutoff_len and (not ids or ids[-1] != eos):
         ids = ids + [eos]
     labels = list(ids)
     if mask_prompt and ex.prompt:
-        n_prompt = len(
-            tokenizer(ex.prompt, truncation=True, max_length=cutoff_len, add_special_tokens=True)["input_ids"]
-        )
+        n_prompt = len(_encode(tokenizer, ex.prompt, cutoff_len, add_bos))
         labels[:n_prompt] = [IGNORE_INDEX] * min(n_prompt, len(labels))
-    return {"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": labels}
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
 def build_training_dataset(
@@ -53,14 +65,17 @@ def build_training_dataset(
     cutoff_len: int = 256,
     mask_prompt: bool = False,
     add_eos: bool = True,
+    add_bos: bool = False,
 ) -> list[dict[str, list[int]]]:
     """Tokenized examples (unpadded) for `transformers.Trainer`; pad batches with `pad_collate(tokenizer)`.
 
-    Examples whose labels are all masked (prompt longer than `cutoff_len`) are dropped: they carry no loss.
+    `add_bos` puts the BOS token first when the tokenizer does not add it itself (character / GPT-2 style
+    tokenizers). Examples whose labels are all masked (prompt longer than `cutoff_len`) are dropped: they
+    carry no loss.
     """
     if cutoff_len < 2:
         raise SqftError(f"cutoff_len must be at least 2 tokens, got {cutoff_len}")
-    rows = [tokenize_example(tokenizer, ex, cutoff_len, mask_prompt, add_eos) for ex in examples]
+    rows = [tokenize_example(tokenizer, ex, cutoff_len, mask_prompt, add_eos, add_bos) for ex in examples]
     rows = [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"][1:])]
     if not rows:
         raise SqftError(

@@ -36,19 +36,16 @@ METRICS = ("auto", "accuracy", "loss")
 
 def detect_format(source: str | os.PathLike, split: str = "validation") -> str:
     """'mc' for multiple-choice records, 'gsm8k' for question/answer, 'math' for LLM-Adapters records."""
-    from sqft.data import read_records
+    from sqft.data import read_records, training_format_of
 
-    keys = set(read_records(source, split)[0].record)
-    if {"choices", "gold"} <= keys or {"context_options", "continuation"} <= keys:
-        return "mc"
-    if {"question", "answer"} <= keys:
-        return "gsm8k"
-    if {"instruction", "output"} <= keys:
-        return "math"
-    raise SqftError(
-        f"cannot tell the format of '{source}' from its fields {sorted(keys)}: pass --validation-format "
-        "mc (query/choices/gold), gsm8k (question/answer) or math (instruction/output)"
-    )
+    rec = read_records(source, split)[0]
+    fmt = training_format_of(rec.record)
+    if fmt is None or fmt.format not in FORMATS:  # plain text has no reference to score
+        raise SqftError(
+            f"cannot tell the format of '{source}' from its fields {sorted(rec.record)}: pass --validation-format "
+            "mc (query/choices/gold), gsm8k (question/answer) or math (instruction/output)"
+        )
+    return fmt.format
 
 
 def load_validation(
