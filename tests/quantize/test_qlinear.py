@@ -55,3 +55,21 @@ def test_bad_codes_are_refused():
         QuantLinear(64, 24, 5, 32)
     with pytest.raises(SqftError, match="does not divide in_features=64"):
         QuantLinear(64, 24, 4, 48)
+
+
+def test_dequantized_weights_cache_is_exact_and_temporary():
+    from sqft.quantize.qlinear import dequantized_weights
+    from sqft.quantize.primitives import storable_scale
+
+    torch.manual_seed(0)
+    q = torch.randint(0, 16, (24, 64), dtype=torch.int32)
+    scale = storable_scale(torch.rand(24, 2) + 0.01)
+    zero = torch.randint(1, 15, (24, 2)).float()
+    layer = QuantLinear.from_codes(q, scale, zero, 4, 32, False)
+    model = torch.nn.Sequential(layer)
+    x = torch.randn(3, 64)
+    want = model(x)
+    with dequantized_weights(model, torch.float32):
+        assert layer._dequantized is not None
+        assert torch.equal(model(x), want)
+    assert layer._dequantized is None and torch.equal(model(x), want)

@@ -143,10 +143,12 @@ def evaluate(
 
     `data` may hold pre-loaded `load_task_data` results by task name.
     """
+    from sqft.quantize.qlinear import dequantized_weights
+
     results = {}
     for name, spec in tasks.items():
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), dequantized_weights(model):
             metrics = run_task(model, tokenizer, spec, device, progress, (data or {}).get(name))
         metrics["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("%s: %s", name, {k: v for k, v in metrics.items() if not isinstance(v, list)})
