@@ -32,8 +32,8 @@ class DemoConfig:
     output: str = "runs/demo"
     device: str = "cpu"
     n_train: int = 512
-    n_test: int = 40
-    max_steps: int = 40
+    n_test: int = 30
+    max_steps: int = 20
     batch_size: int = 8
     micro_batch_size: int = 8
     learning_rate: float = 1e-3
@@ -102,14 +102,14 @@ def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
 
 
 def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {"arithmetic": {"task": "gsm8k", "data": str(paths["test"]), "n_shot": 0, "max_new_tokens": 96,
+    return {"arithmetic": {"task": "gsm8k", "data": str(paths["test"]), "n_shot": 0, "max_new_tokens": 72,
                            "batch_size": 20}}
 
 
 def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
     """Run everything; returns the Markdown table and the evaluation artifacts (one per row)."""
     from sqft.evaluate.api import TaskSpec
-    from sqft.pipeline import evaluate_to_dir, run_recipe, stage_dir
+    from sqft.pipeline import evaluate_section, evaluate_to_dir, run_recipe, stage_dir
     from sqft.report.collect import collect_row
     from sqft.report.tables import markdown_table
 
@@ -125,7 +125,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
         states[pipeline] = run_recipe(_recipe(cfg, model, pipeline, paths), root, quiet=quiet)
     baselines = {"dense": model, "sparse (no fine-tuning)": states["shears"].dirs["sparsify"]}
     for label, path in baselines.items():
-        out = stage_dir(root, "evaluate", _tasks(cfg, paths), path)
+        out = stage_dir(root, "evaluate", evaluate_section(_tasks(cfg, paths), None), path)
         if not (out / "sqft.json").is_file():
             evaluate_to_dir(path, specs, out, device=cfg.device, quiet=quiet)
         rows.append((label, out))

@@ -175,14 +175,21 @@ def _advance(st: PipelineState, stage: str, d: Path, recipe: Recipe) -> None:
         st.results = json.loads((d / "results.json").read_text())
 
 
-def _section(recipe: Recipe, stage: str) -> Any:
+def _section(recipe: Recipe, stage: str, adapter: str | None = None) -> Any:
     if stage == "finetune":
         return {"finetune": recipe.finetune, "pipeline": recipe.pipeline}
     if stage == "merge":
         return {"extract": recipe.extract, "pipeline": recipe.pipeline}
     if stage == "quantize":
         return {"quantize": recipe.quantize, "calibration": (recipe.sparsify or {}).get("calibration")}
+    if stage == "evaluate":
+        return evaluate_section(recipe.evaluate, adapter)
     return getattr(recipe, stage)
+
+
+def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, Any]:
+    """An evaluation's key: its tasks and the adapter applied (the model is the parent)."""
+    return {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
 
 
 def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> PipelineState:
@@ -195,7 +202,8 @@ def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> 
     stages = [s for s in recipe.stages if not (s == "extract" and _fixed_rank(recipe))]
     for stage in stages:
         parent = st.adapter if stage == "extract" else st.current
-        d = stage_dir(root, stage, _section(recipe, stage), parent if stage != "merge" else st.adapter)
+        section = _section(recipe, stage, st.final_adapter)
+        d = stage_dir(root, stage, section, parent if stage != "merge" else st.adapter)
         if _complete(d):
             log.info("%s: up to date (%s)", stage, d.name)
             st.skipped.append(stage)

@@ -236,6 +236,8 @@ def merge_to_dir(
             "config": config_spec,
             "configuration": config,
             "allow_densify": allow_densify,
+            "base": parent,
         }
-        write_manifest(tmp, "merge", cfg, parent, figures)
+        # the parent is the adapter (whose own parent is the base): the lineage then holds the fine-tuning
+        write_manifest(tmp, "merge", cfg, str(Path(adapter_dir).resolve()), figures)
     return figures

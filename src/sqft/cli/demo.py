@@ -18,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model to use instead of SmolLM2-135M-Instruct")
     p.add_argument("--output", "-o", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the same code runs on both)")
-    p.add_argument("--steps", type=int, default=40, help="fine-tuning steps per pipeline (default 40)")
+    p.add_argument("--steps", type=int, default=20, help="fine-tuning steps per pipeline (default 20)")
     p.add_argument("--train", type=int, default=512, help="synthetic training problems (default 512)")
-    p.add_argument("--test", type=int, default=40, help="synthetic test problems (default 40)")
+    p.add_argument("--test", type=int, default=30, help="synthetic test problems (default 30)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.set_defaults(func=run)
 
