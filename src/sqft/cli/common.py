@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sqft.modeling.structure import DEFAULT_TARGETS
 
-__all__ = ["add_model_args", "add_output_args", "add_calibration_args", "add_target_args", "add_runtime_args"]
+__all__ = [
+    "add_model_args",
+    "add_output_args",
+    "add_calibration_args",
+    "add_target_args",
+    "add_runtime_args",
+    "calibrated_stage_kwargs",
+]
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="hub id, local Hugging Face directory, .gguf file, or an sqft artifact directory")
-    p.add_argument("--dtype", default="auto", help="weights dtype: auto (checkpoint's), float32, float16, bfloat16")
-    p.add_argument("--gguf-file", default=None, help="GGUF file name inside MODEL (when MODEL is a directory)")
+    p.add_argument(
+        "model", help="hub id, local Hugging Face directory, .gguf file, or an sqft artifact directory"
+    )
+    p.add_argument(
+        "--dtype", default="auto", help="weights dtype: auto (checkpoint's), float32, float16, bfloat16"
+    )
+    p.add_argument(
+        "--gguf-file", default=None, help="GGUF file name inside MODEL (when MODEL is a directory)"
+    )
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow the model's own Python code (off by default)"
     )
@@ -32,7 +46,9 @@ def add_calibration_args(p: argparse.ArgumentParser, required: bool = True) -> N
     )
     g.add_argument("--text-field", default="text", help="record field holding the text (json/jsonl/parquet)")
     g.add_argument("--n-samples", type=int, default=128, help="number of calibration windows (default 128)")
-    g.add_argument("--seq-len", type=int, default=2048, help="tokens per window (default 2048, capped by the model)")
+    g.add_argument(
+        "--seq-len", type=int, default=2048, help="tokens per window (default 2048, capped by the model)"
+    )
     g.add_argument("--seed", type=int, default=0, help="seed for choosing the windows")
 
 
@@ -43,9 +59,24 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_TARGETS),
         help="target linears: suffix names (q_proj) or 're:REGEX' on names inside a decoder block",
     )
-    p.add_argument("--ignore", nargs="*", default=[], help="linears to leave alone (same syntax as --targets)")
+    p.add_argument(
+        "--ignore", nargs="*", default=[], help="linears to leave alone (same syntax as --targets)"
+    )
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="compute device: cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
+
+
+def calibrated_stage_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The I/O keyword arguments of `sparsify_model` / `quantize_model`, from the shared flags."""
+    return {
+        "calibration": args.calibration,
+        "text_field": args.text_field,
+        "overwrite": args.overwrite,
+        "dtype": args.dtype,
+        "gguf_file": args.gguf_file,
+        "trust_remote_code": args.trust_remote_code,
+        "quiet": args.quiet,
+    }

@@ -10,6 +10,7 @@ from sqft.cli.common import (
     add_output_args,
     add_runtime_args,
     add_target_args,
+    calibrated_stage_kwargs,
 )
 
 __all__ = ["add_parser"]
@@ -66,18 +67,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         checkpoint_format=args.checkpoint_format,
     )
-    manifest = quantize_model(
-        args.model,
-        args.output,
-        config,
-        calibration=args.calibration,
-        text_field=args.text_field,
-        overwrite=args.overwrite,
-        dtype=args.dtype,
-        gguf_file=args.gguf_file,
-        trust_remote_code=args.trust_remote_code,
-        quiet=args.quiet,
-    )
+    manifest = quantize_model(args.model, args.output, config, **calibrated_stage_kwargs(args))
     fig = manifest["figures"]
     print(
         f"{config.method} {config.bits}-bit: {len(fig['layers'])} layers, sparsity {fig['sparsity_before']:.2%} -> "

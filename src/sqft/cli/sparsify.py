@@ -10,6 +10,7 @@ from sqft.cli.common import (
     add_output_args,
     add_runtime_args,
     add_target_args,
+    calibrated_stage_kwargs,
 )
 
 __all__ = ["add_parser"]
@@ -23,8 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--method", default="wanda", help="wanda (default), magnitude or sparsegpt")
-    p.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero per row, in [0, 1)")
-    p.add_argument("--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4 (overrides --sparsity)")
+    p.add_argument(
+        "--sparsity", type=float, default=0.5, help="fraction of weights to zero per row, in [0, 1)"
+    )
+    p.add_argument(
+        "--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4 (overrides --sparsity)"
+    )
     p.add_argument("--damp", type=float, default=0.01, help="SparseGPT damping, fraction of mean diag(H)")
     add_calibration_args(p, required=False)
     add_target_args(p)
@@ -48,18 +53,7 @@ def run(args: argparse.Namespace) -> int:
         ignore=args.ignore,
         device=args.device,
     )
-    manifest = sparsify_model(
-        args.model,
-        args.output,
-        config,
-        calibration=args.calibration,
-        text_field=args.text_field,
-        overwrite=args.overwrite,
-        dtype=args.dtype,
-        gguf_file=args.gguf_file,
-        trust_remote_code=args.trust_remote_code,
-        quiet=args.quiet,
-    )
+    manifest = sparsify_model(args.model, args.output, config, **calibrated_stage_kwargs(args))
     fig = manifest["figures"]
     print(f"sparsity {fig['sparsity']['total']:.2%} over targets, {fig['seconds']:.1f} s -> {args.output}")
     return 0
