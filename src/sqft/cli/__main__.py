@@ -1,0 +1,7 @@
+"""`python -m sqft.cli ...` (what `torchrun -m` and `accelerate launch -m` need)."""
+
+import sys
+
+from sqft.cli import main
+
+sys.exit(main())
