@@ -44,3 +44,16 @@ def test_pickle_only_checkpoints_are_not_loaded(model, tmp_path):
     torch.save(model.state_dict(), d / "pytorch_model.bin")
     with pytest.raises(SqftError, match="could not load model"):
         load_model(d)
+
+
+def test_a_model_that_does_not_fit_is_refused_with_its_size(model_dir, monkeypatch):
+    import sqft.modeling.io as io
+
+    monkeypatch.setattr(io, "free_memory_bytes", lambda device: 1000)
+    with pytest.raises(SqftError, match=r"needs about 0\.0 GiB on cpu but only 0\.0 GiB is free"):
+        load_model(model_dir)
+    need = (model_dir / "model.safetensors").stat().st_size
+    monkeypatch.setattr(io, "free_memory_bytes", lambda device: need // 2 + 1000)
+    load_model(model_dir, dtype="bf16")  # fp32 checkpoint in bf16 needs half: it fits
+    with pytest.raises(SqftError, match="needs about"):
+        load_model(model_dir, dtype="float32")

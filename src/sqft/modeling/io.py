@@ -16,7 +16,7 @@ from torch import nn
 
 from sqft.errors import SqftError, require
 
-__all__ = ["load_model", "load_tokenizer", "save_model", "parse_dtype", "resolve_source"]
+__all__ = ["check_fits", "load_model", "load_tokenizer", "save_model", "parse_dtype", "resolve_source"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def load_model(
     where, gguf = resolve_source(source, gguf_file)
     torch_dtype = parse_dtype(dtype)
     cfg = None if gguf else _config_dict(where)
+    check_fits(where, cfg, torch_dtype, device)
     if cfg is not None and (cfg.get("quantization_config") or {}).get("quant_method") == "gptq":
         from sqft.quantize.format import load_gptq_model
 
@@ -136,6 +137,42 @@ def load_model(
         raise SqftError(f"could not load model '{source}': {first}") from e
     model.eval()
     return model.to(device)
+
+
+def free_memory_bytes(device: str) -> int | None:
+    """Memory that `device` has free now: CUDA's free memory, or the host's MemAvailable; None if unknown."""
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SqftError(f"device '{device}' was asked for but CUDA is not available: use --device cpu")
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(where: str, cfg: dict | None, dtype: torch.dtype | None, device: str) -> None:
+    """Refuse, before loading, a local model whose weights cannot fit in the device's free memory.
+
+    The need is the size of the safetensors files, rescaled from the checkpoint's dtype to the requested one
+    (INT4 checkpoints keep their packed size). Hub ids are not checked (their size is unknown before download).
+    """
+    files = list(Path(where).glob("*.safetensors")) if Path(where).is_dir() else []
+    if not files:
+        return
+    need = sum(f.stat().st_size for f in files)
+    stored = parse_dtype((cfg or {}).get("dtype") or (cfg or {}).get("torch_dtype") or "auto")
+    if dtype is not None and stored is not None and not (cfg or {}).get("quantization_config"):
+        need = need * torch.finfo(dtype).bits // torch.finfo(stored).bits
+    free = free_memory_bytes(device)
+    if free is not None and need > free:
+        raise SqftError(
+            f"model '{where}' needs about {need / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB is free: "
+            "load it in a smaller dtype (--dtype bfloat16), use a device with more memory, or free some"
+        )
 
 
 def _plain_copy(model: nn.Module) -> nn.Module:
