@@ -44,7 +44,7 @@ def _mc_acc(model: str, test: str, limit: int, work: Path) -> dict:
     if not out.exists():
         main(["evaluate", model, "--task", "mc", "--data", str(SHARED / "data/mc" / f"{test}.jsonl"),
               "--limit", str(limit), "--batch-size", "16", "-o", str(out), "-q"])
-    return json.loads(out.read_text())["mc"]
+    return json.loads(out.read_text())["results"]["mc"]
 
 
 def main() -> int:

@@ -207,7 +207,7 @@ def _validation_proxy(cfg: SearchConfig) -> tuple[str, str, list, list[int]]:
     indices = sample_proxy(len(items), cfg.proxy_samples, cfg.seed)
     proxy = [items[i] for i in indices]
     if cfg.test_data:
-        _, test_items = load_validation(cfg.test_data, fmt, "test")
+        _, test_items = load_validation(cfg.test_data, "auto", "test")  # the test set has its own format
         check_disjoint(cfg.validation, cfg.test_data, proxy, test_items)
     return fmt, metric, proxy, indices
 
