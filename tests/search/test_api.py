@@ -97,3 +97,18 @@ def test_split_group_finds_the_layer_index():
     assert split_group("model.layers.12.qkv") == (12, "model.layers.*.qkv")
     assert split_group("model.layers.3.self_attn.q_proj") == (3, "model.layers.*.self_attn.q_proj")
     assert split_group("shared") == (None, "shared")
+
+
+def test_test_data_in_another_format_is_read_in_its_own(tmp_path):
+    import json
+
+    from sqft.search.api import SearchConfig, _validation_proxy
+
+    valid = tmp_path / "valid.json"  # LLM-Adapters records (loss metric)
+    valid.write_text(json.dumps([{"instruction": f"Is {i} even?", "input": "", "output": "yes"} for i in range(4)]))
+    test = tmp_path / "test.jsonl"  # multiple choice
+    test.write_text("".join(json.dumps({"query": f"Q{i}", "choices": ["a", "b"], "gold": 0}) + "\n" for i in range(3)))
+    fmt, metric, proxy, _ = _validation_proxy(
+        SearchConfig(strategy="median", validation=str(valid), test_data=str(test), proxy_samples=4)
+    )
+    assert (fmt, metric, len(proxy)) == ("math", "loss", 4)
