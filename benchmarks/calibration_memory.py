@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -27,7 +28,7 @@ def _peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _one(stage: str, depth: int, hidden: int, n: int, seq: int, device: str, q: mp.Queue) -> None:
+def _one(stage: str, depth: int, hidden: int, n: int, seq: int, device: str) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from sqft.sparsify import SparsifyConfig, sparsify
@@ -36,7 +37,7 @@ def _one(stage: str, depth: int, hidden: int, n: int, seq: int, device: str, q: 
     cfg = LlamaConfig(
         vocab_size=4096,
         hidden_size=hidden,
-        intermediate_size=hidden * 8 // 3 // 64 * 64,
+        intermediate_size=hidden * 8 // 3 // 128 * 128,
         num_hidden_layers=depth,
         num_attention_heads=hidden // 64,
         num_key_value_heads=hidden // 128,
@@ -60,8 +61,8 @@ def _one(stage: str, depth: int, hidden: int, n: int, seq: int, device: str, q: 
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else _peak()
     activations = n * seq * hidden * 4
-    q.put({"stage": stage, "depth": depth, "weights_mib": weights / 2**20, "overhead_mib": (peak - base) / 2**20,
-           "activations_mib": activations / 2**20, "seconds": seconds})
+    return {"stage": stage, "depth": depth, "weights_mib": weights / 2**20, "overhead_mib": (peak - base) / 2**20,
+            "activations_mib": activations / 2**20, "seconds": seconds}
 
 
 def main() -> None:
@@ -73,16 +74,18 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--one", nargs=2, metavar=("STAGE", "DEPTH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
+    if args.one:  # child process: one configuration, result as JSON on stdout
+        print(json.dumps(_one(args.one[0], int(args.one[1]), args.hidden, args.n_samples, args.seq_len, args.device)))
+        return
     rows = []
     for stage in args.stages:
         for depth in args.depths:
-            q = ctx.Queue()
-            p = ctx.Process(target=_one, args=(stage, depth, args.hidden, args.n_samples, args.seq_len, args.device, q))
-            p.start()
-            rows.append(q.get())
-            p.join()
+            cmd = [sys.executable, __file__, "--one", stage, str(depth), "--hidden", str(args.hidden),
+                   "--n-samples", str(args.n_samples), "--seq-len", str(args.seq_len), "--device", args.device]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'stage':<10} {'depth':>5} {'weights MiB':>12} {'overhead MiB':>13} {'acts MiB':>9} {'seconds':>8}")
     for r in rows:
         print(f"{r['stage']:<10} {r['depth']:>5} {r['weights_mib']:>12.1f} {r['overhead_mib']:>13.1f} "
