@@ -13,7 +13,9 @@ __all__ = [
     "add_calibration_args",
     "add_target_args",
     "add_runtime_args",
+    "add_calibrated_stage_args",
     "calibrated_stage_kwargs",
+    "calibration_config_kwargs",
 ]
 
 
@@ -79,4 +81,24 @@ def calibrated_stage_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "gguf_file": args.gguf_file,
         "trust_remote_code": args.trust_remote_code,
         "quiet": args.quiet,
+    }
+
+
+def add_calibrated_stage_args(p: argparse.ArgumentParser) -> None:
+    """The flags every calibrated stage (sparsify, quantize) shares after its own."""
+    add_calibration_args(p, required=False)
+    add_target_args(p)
+    add_output_args(p)
+    add_runtime_args(p)
+
+
+def calibration_config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields every calibrated stage shares: windows, seed, targets, device."""
+    return {
+        "n_samples": args.n_samples,
+        "seq_len": args.seq_len,
+        "seed": args.seed,
+        "targets": args.targets,
+        "ignore": args.ignore,
+        "device": args.device,
     }

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 
 from sqft.cli.common import (
-    add_calibration_args,
+    add_calibrated_stage_args,
     add_model_args,
-    add_output_args,
-    add_runtime_args,
-    add_target_args,
     calibrated_stage_kwargs,
+    calibration_config_kwargs,
 )
 
 __all__ = ["add_parser"]
@@ -43,10 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="gptq",
         help="gptq (v1, default: read by transformers/optimum/vLLM; zero points >= 1) or gptq_v2 (GPTQModel)",
     )
-    add_calibration_args(p, required=False)
-    add_target_args(p)
-    add_output_args(p)
-    add_runtime_args(p)
+    add_calibrated_stage_args(p)
     p.set_defaults(func=run)
 
 
@@ -54,17 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from sqft.quantize.api import QuantizeConfig, quantize_model
 
     config = QuantizeConfig(
+        **calibration_config_kwargs(args),
         method=args.method,
         bits=args.bits,
         group_size=args.group_size,
         sym=args.sym,
         percdamp=args.damp,
-        n_samples=args.n_samples,
-        seq_len=args.seq_len,
-        seed=args.seed,
-        targets=args.targets,
-        ignore=args.ignore,
-        device=args.device,
         checkpoint_format=args.checkpoint_format,
     )
     manifest = quantize_model(args.model, args.output, config, **calibrated_stage_kwargs(args))

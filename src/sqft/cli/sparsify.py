@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 
 from sqft.cli.common import (
-    add_calibration_args,
+    add_calibrated_stage_args,
     add_model_args,
-    add_output_args,
-    add_runtime_args,
-    add_target_args,
     calibrated_stage_kwargs,
+    calibration_config_kwargs,
 )
 
 __all__ = ["add_parser"]
@@ -31,10 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4 (overrides --sparsity)"
     )
     p.add_argument("--damp", type=float, default=0.01, help="SparseGPT damping, fraction of mean diag(H)")
-    add_calibration_args(p, required=False)
-    add_target_args(p)
-    add_output_args(p)
-    add_runtime_args(p)
+    add_calibrated_stage_args(p)
     p.set_defaults(func=run)
 
 
@@ -42,16 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from sqft.sparsify.api import SparsifyConfig, sparsify_model
 
     config = SparsifyConfig(
+        **calibration_config_kwargs(args),
         method=args.method,
         sparsity=args.sparsity,
         pattern=args.pattern,
-        n_samples=args.n_samples,
-        seq_len=args.seq_len,
-        seed=args.seed,
         percdamp=args.damp,
-        targets=args.targets,
-        ignore=args.ignore,
-        device=args.device,
     )
     manifest = sparsify_model(args.model, args.output, config, **calibrated_stage_kwargs(args))
     fig = manifest["figures"]
