@@ -58,8 +58,8 @@ def test_bad_codes_are_refused():
 
 
 def test_dequantized_weights_cache_is_exact_and_temporary():
-    from sqft.quantize.qlinear import dequantized_weights
     from sqft.quantize.primitives import storable_scale
+    from sqft.quantize.qlinear import dequantized_weights
 
     torch.manual_seed(0)
     q = torch.randint(0, 16, (24, 64), dtype=torch.int32)
