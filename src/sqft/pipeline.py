@@ -20,6 +20,7 @@ from typing import Any
 from sqft.artifacts import MANIFEST
 from sqft.errors import SqftError
 from sqft.recipe import Recipe, build
+from sqft.stage import StageIO
 
 __all__ = ["PipelineState", "evaluate_to_dir", "run_recipe", "stage_dir"]
 
@@ -64,8 +65,9 @@ def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     cfg = build(SparsifyConfig, {k: v for k, v in sec.items() if k not in ("calibration", "text_field")},
                 "sparsify")
     cfg.device = recipe.device
-    sparsify_model(st.current, str(out), cfg, sec.get("calibration"), sec.get("text_field", "text"),
-                   dtype=recipe.dtype, quiet=quiet)
+    io = StageIO(st.current, str(out), sec.get("calibration"), sec.get("text_field", "text"), dtype=recipe.dtype,
+                 quiet=quiet)
+    sparsify_model(io, cfg)
 
 
 def _quantize(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
@@ -76,7 +78,7 @@ def _quantize(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     field_ = sec.pop("text_field", None) or (recipe.sparsify or {}).get("text_field", "text")
     cfg = build(QuantizeConfig, sec, "quantize")
     cfg.device = recipe.device
-    quantize_model(st.current, str(out), cfg, calib, field_, dtype=recipe.dtype, quiet=quiet)
+    quantize_model(StageIO(st.current, str(out), calib, field_, dtype=recipe.dtype, quiet=quiet), cfg)
 
 
 def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:

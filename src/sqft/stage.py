@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqft.artifacts import atomic_output, check_output, write_manifest
 from sqft.errors import SqftError
 from sqft.modeling.io import load_model, load_tokenizer, resolve_source, save_model
 
-__all__ = ["load_input", "load_calibrated_input", "calibration_figures", "save_output", "max_positions"]
+__all__ = ["StageIO", "load_input", "max_positions", "run_calibrated_stage", "save_output"]
 
 
 def load_input(
@@ -52,44 +53,73 @@ def max_positions(model: nn.Module) -> int | None:
     return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
-def load_calibrated_input(
-    source: str | os.PathLike,
-    output: str | os.PathLike,
+@dataclass
+class StageIO:
+    """Where a calibrated stage (sparsify, quantize) reads and writes, and how it loads its input."""
+
+    source: str
+    output: str
+    calibration: str | None = None
+    text_field: str = "text"
+    overwrite: bool = False
+    dtype: str = "auto"
+    gguf_file: str | None = None
+    trust_remote_code: bool = False
+    quiet: bool = False
+
+
+def run_calibrated_stage(
+    stage: str,
+    io: StageIO,
     config: Any,
-    calibration: str | None,
-    text_field: str = "text",
-    overwrite: bool = False,
-    dtype: str = "auto",
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
-    check: Callable[[nn.Module], None] | None = None,
-) -> tuple[nn.Module, Any, str, Any]:
-    """What a calibrated stage (sparsify, quantize) needs: model, tokenizer, parent and calibration windows.
+    check: Callable[[nn.Module], None],
+    apply: Callable[[nn.Module, Any], Any],
+    figures_of: Callable[[Any], dict[str, Any]],
+    save_fn: Callable[[nn.Module, Any, Path], None] = save_model,
+) -> dict[str, Any]:
+    """Load, calibrate, transform, write: the flow every calibrated stage shares. Returns the manifest.
 
     Everything that can be checked cheaply is checked before the slow model load: the output path, the model
-    source, the calibration file. `config` supplies method, needs_calibration, n_samples, seq_len and seed;
-    `check(model)` validates the config against the model (N:M pattern, group size) before any work.
+    source, the calibration file. `config` supplies method, needs_calibration, n_samples, seq_len, seed and
+    device; `check(model)` validates it against the model (N:M pattern, group size) before any work;
+    `apply(model, windows)` does the stage's work in place and returns its result, `figures_of(result)` the
+    stage's own figures for the manifest.
     """
+    from sqft.artifacts import Stopwatch
     from sqft.calibration import calibration_windows, load_texts
 
-    check_output(output, overwrite)
-    resolve_source(source, gguf_file)
+    check_output(io.output, io.overwrite)
+    resolve_source(io.source, io.gguf_file)
     texts = None
     if config.needs_calibration:
-        if calibration is None:
+        if io.calibration is None:
             raise SqftError(f"method '{config.method}' needs calibration data: pass --calibration FILE")
-        texts = load_texts(calibration, text_field)
-    model, tokenizer, parent = load_input(source, dtype, gguf_file, trust_remote_code)
-    if check is not None:
-        check(model)
+        texts = load_texts(io.calibration, io.text_field)
+    model, tokenizer, parent = load_input(io.source, io.dtype, io.gguf_file, io.trust_remote_code)
+    check(model)
     windows = None
     if texts is not None:
         seq_len = min(config.seq_len, max_positions(model) or config.seq_len)
         windows = calibration_windows(tokenizer, texts, config.n_samples, seq_len, config.seed)
-    return model, tokenizer, parent, windows
-
-
-def calibration_figures(calibration: str | None, windows: Any) -> dict[str, Any]:
-    """The manifest's record of the calibration data a stage used."""
-    return {"source": None if calibration is None else str(calibration),
-            "windows": None if windows is None else list(windows.shape)}
+    with Stopwatch(config.device) as sw:
+        result = apply(model, windows)
+    figures = {
+        **figures_of(result),
+        "seconds": round(sw.seconds, 3),
+        "peak_memory_bytes": sw.peak_memory_bytes,
+        "calibration": {
+            "source": None if io.calibration is None else str(io.calibration),
+            "windows": None if windows is None else list(windows.shape),
+        },
+    }
+    return save_output(
+        model,
+        tokenizer,
+        io.output,
+        stage=stage,
+        config=config,
+        parent=parent,
+        figures=figures,
+        overwrite=io.overwrite,
+        save_fn=save_fn,
+    )

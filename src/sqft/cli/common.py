@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqft.modeling.structure import DEFAULT_TARGETS
+
+if TYPE_CHECKING:
+    from sqft.stage import StageIO
 
 __all__ = [
     "add_model_args",
@@ -14,8 +17,8 @@ __all__ = [
     "add_target_args",
     "add_runtime_args",
     "add_calibrated_stage_args",
-    "calibrated_stage_kwargs",
     "calibration_config_kwargs",
+    "stage_io",
 ]
 
 
@@ -71,17 +74,21 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
 
 
-def calibrated_stage_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The I/O keyword arguments of `sparsify_model` / `quantize_model`, from the shared flags."""
-    return {
-        "calibration": args.calibration,
-        "text_field": args.text_field,
-        "overwrite": args.overwrite,
-        "dtype": args.dtype,
-        "gguf_file": args.gguf_file,
-        "trust_remote_code": args.trust_remote_code,
-        "quiet": args.quiet,
-    }
+def stage_io(args: argparse.Namespace) -> StageIO:
+    """Where a calibrated stage (sparsify, quantize) reads and writes, from the shared flags."""
+    from sqft.stage import StageIO
+
+    return StageIO(
+        source=args.model,
+        output=args.output,
+        calibration=args.calibration,
+        text_field=args.text_field,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        gguf_file=args.gguf_file,
+        trust_remote_code=args.trust_remote_code,
+        quiet=args.quiet,
+    )
 
 
 def add_calibrated_stage_args(p: argparse.ArgumentParser) -> None:

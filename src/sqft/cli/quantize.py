@@ -7,8 +7,8 @@ import argparse
 from sqft.cli.common import (
     add_calibrated_stage_args,
     add_model_args,
-    calibrated_stage_kwargs,
     calibration_config_kwargs,
+    stage_io,
 )
 
 __all__ = ["add_parser"]
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         percdamp=args.damp,
         checkpoint_format=args.checkpoint_format,
     )
-    manifest = quantize_model(args.model, args.output, config, **calibrated_stage_kwargs(args))
+    manifest = quantize_model(stage_io(args), config)
     fig = manifest["figures"]
     print(
         f"{config.method} {config.bits}-bit: {len(fig['layers'])} layers, sparsity {fig['sparsity_before']:.2%} -> "

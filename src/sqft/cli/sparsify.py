@@ -7,8 +7,8 @@ import argparse
 from sqft.cli.common import (
     add_calibrated_stage_args,
     add_model_args,
-    calibrated_stage_kwargs,
     calibration_config_kwargs,
+    stage_io,
 )
 
 __all__ = ["add_parser"]
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         percdamp=args.damp,
     )
-    manifest = sparsify_model(args.model, args.output, config, **calibrated_stage_kwargs(args))
+    manifest = sparsify_model(stage_io(args), config)
     fig = manifest["figures"]
     print(f"sparsity {fig['sparsity']['total']:.2%} over targets, {fig['seconds']:.1f} s -> {args.output}")
     return 0

@@ -23,6 +23,7 @@ from sqft.quantize.gptq import gptq_quantize, reconstruction_error
 from sqft.quantize.packing import SUPPORTED_BITS
 from sqft.quantize.qlinear import QuantLinear
 from sqft.quantize.rtn import rtn_quantize
+from sqft.stage import StageIO
 
 __all__ = [
     "METHODS",
@@ -189,53 +190,28 @@ def quantize(
     )
 
 
-def quantize_model(
-    source: str,
-    output: str,
-    config: QuantizeConfig,
-    calibration: str | None = None,
-    text_field: str = "text",
-    overwrite: bool = False,
-    dtype: str = "auto",
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Load `source`, quantize it, write the GPTQ artifact `output` with its manifest. Returns the manifest."""
-    from sqft.artifacts import Stopwatch
-    from sqft.stage import calibration_figures, load_calibrated_input, save_output
+def quantize_model(io: StageIO, config: QuantizeConfig) -> dict[str, Any]:
+    """Load `io.source`, quantize it, write the GPTQ artifact `io.output`. Returns the manifest."""
+    from sqft.stage import run_calibrated_stage
 
-    model, tokenizer, parent, windows = load_calibrated_input(
-        source, output, config, calibration, text_field, overwrite, dtype, gguf_file, trust_remote_code,
-        check=lambda m: check_group_size(m, config),
-    )
-    with Stopwatch(config.device) as sw:
-        result = quantize(model, config, windows, quiet=quiet)
-    log.info("quantized %d layers in %.1f s", len(result.layers), sw.seconds)
-    log.info("sparsity over targets %.4f -> %.4f", result.sparsity_before, result.sparsity_after)
-    figures = {
-        "sparsity_before": result.sparsity_before,
-        "sparsity_after": result.sparsity_after,
-        "zeros_before": result.zeros_before,
-        "zeros_after": result.zeros_after,
-        "numel": result.numel,
-        "layers": result.layers,
-        "seconds": round(sw.seconds, 3),
-        "peak_memory_bytes": sw.peak_memory_bytes,
-        "calibration": calibration_figures(calibration, windows),
-    }
+    def apply(model: nn.Module, windows: torch.Tensor | None) -> QuantizationResult:
+        result = quantize(model, config, windows, quiet=io.quiet)
+        log.info("sparsity over targets %.4f -> %.4f", result.sparsity_before, result.sparsity_after)
+        return result
+
+    def figures_of(r: QuantizationResult) -> dict[str, Any]:
+        return {
+            "sparsity_before": r.sparsity_before,
+            "sparsity_after": r.sparsity_after,
+            "zeros_before": r.zeros_before,
+            "zeros_after": r.zeros_after,
+            "numel": r.numel,
+            "layers": r.layers,
+        }
 
     def save(m: nn.Module, tok: Any, d: Any) -> None:
         save_gptq_model(m, tok, d, config.checkpoint_format, config.group_size)
 
-    return save_output(
-        model,
-        tokenizer,
-        output,
-        stage="quantize",
-        config=config,
-        parent=parent,
-        figures=figures,
-        overwrite=overwrite,
-        save_fn=save,
+    return run_calibrated_stage(
+        "quantize", io, config, lambda m: check_group_size(m, config), apply, figures_of, save_fn=save
     )

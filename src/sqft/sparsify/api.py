@@ -18,6 +18,7 @@ from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
 from sqft.sparsify.masks import magnitude_score, parse_pattern, prune_mask, wanda_score
 from sqft.sparsify.sparsegpt import sparsegpt_prune
+from sqft.stage import StageIO
 
 __all__ = [
     "METHODS",
@@ -154,36 +155,16 @@ def sparsity_report(
     return {"total": zeros / max(total, 1), "zeros": zeros, "numel": total, "per_layer": per_layer}
 
 
-def sparsify_model(
-    source: str,
-    output: str,
-    config: SparsifyConfig,
-    calibration: str | None = None,
-    text_field: str = "text",
-    overwrite: bool = False,
-    dtype: str = "auto",
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Load `source`, prune it, write the artifact `output`. Returns the manifest."""
-    from sqft.artifacts import Stopwatch
-    from sqft.stage import calibration_figures, load_calibrated_input, save_output
+def sparsify_model(io: StageIO, config: SparsifyConfig) -> dict[str, Any]:
+    """Load `io.source`, prune it, write the artifact `io.output`. Returns the manifest."""
+    from sqft.stage import run_calibrated_stage
 
-    model, tokenizer, parent, windows = load_calibrated_input(
-        source, output, config, calibration, text_field, overwrite, dtype, gguf_file, trust_remote_code,
-        check=lambda m: check_pattern_fits(m, config),
-    )
-    with Stopwatch(config.device) as sw:
-        result = sparsify(model, config, windows, quiet=quiet)
-    log.info("sparsity over targets: %.4f (%.1f s)", result.report["total"], sw.seconds)
-    figures = {
-        "sparsity": result.report,
-        "layers": result.layers,
-        "seconds": round(sw.seconds, 3),
-        "peak_memory_bytes": sw.peak_memory_bytes,
-        "calibration": calibration_figures(calibration, windows),
-    }
-    return save_output(
-        model, tokenizer, output, stage="sparsify", config=config, parent=parent, figures=figures, overwrite=overwrite
+    def apply(model: nn.Module, windows: torch.Tensor | None) -> SparsifyResult:
+        result = sparsify(model, config, windows, quiet=io.quiet)
+        log.info("sparsity over targets: %.4f", result.report["total"])
+        return result
+
+    return run_calibrated_stage(
+        "sparsify", io, config, lambda m: check_pattern_fits(m, config), apply,
+        lambda r: {"sparsity": r.report, "layers": r.layers},
     )
