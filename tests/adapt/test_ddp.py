@@ -12,6 +12,15 @@ from safetensors.torch import load_file
 
 from tests.conftest import CORPUS, char_tokenizer, tiny_llama
 
+
+def _free_port() -> int:
+    """A port nothing listens on now (a fixed port collides with a previous run still in TIME_WAIT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 ARGS = (
     "--data-limit 16 --max-steps 3 --batch-size 4 --micro-batch-size 2 --warmup-steps 0 --dropout 0 --r-max 8 "
     "--ranks 8 4 --alpha 16 --lr 1e-2 --cutoff 64 -q"
@@ -39,7 +48,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29533",
+        str(_free_port()),
     ]
     subprocess.run(torchrun + [sqft] + one + [str(tmp_path / "ddp")] + ARGS, check=True, env=env, timeout=300)
     a = load_file(str(tmp_path / "single" / "adapter_model.safetensors"))
