@@ -153,13 +153,15 @@ def finetune(
     resume = last_checkpoint(work_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     model.eval()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    losses = [loss for _, loss in logged]
     figures = {
         "trainable_parameters": n_train,
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "loss_first_logged": losses[0] if losses else None,
         "loss_last_logged": losses[-1] if losses else None,
+        "loss_curve": [[step, round(loss, 4)] for step, loss in logged],
         "train_runtime_s": result.metrics.get("train_runtime"),
         "resumed_from": resume,
         "adapter_layers": len(adapter_layers(model)),
