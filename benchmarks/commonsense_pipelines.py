@@ -59,25 +59,51 @@ def _recipe(args, model: str, pipeline: str, train: Path, calib: Path):
         model=model,
         pipeline=pipeline,
         device=args.device,
-        sparsify={"method": "wanda", "sparsity": 0.5, "calibration": str(calib), "n_samples": 32,
-                  "seq_len": 256, "seed": args.seed},
-        quantize={"method": "gptq", "bits": 4, "group_size": 64, "n_samples": 32, "seq_len": 256,
-                  "seed": args.seed},
+        sparsify={
+            "method": "wanda",
+            "sparsity": 0.5,
+            "calibration": str(calib),
+            "n_samples": 32,
+            "seq_len": 256,
+            "seed": args.seed,
+        },
+        quantize={
+            "method": "gptq",
+            "bits": 4,
+            "group_size": 64,
+            "n_samples": 32,
+            "seq_len": 256,
+            "seed": args.seed,
+        },
         finetune={
             "data": {"source": str(train), "format": "commonsense"},
             "adapter": adapter,
-            "train": {"max_steps": args.steps, "batch_size": args.batch_size,
-                      "micro_batch_size": args.batch_size, "learning_rate": args.lr,
-                      "warmup_steps": args.steps // 10, "cutoff": args.cutoff, "seed": args.seed,
-                      "logging_steps": 10},
+            "train": {
+                "max_steps": args.steps,
+                "batch_size": args.batch_size,
+                "micro_batch_size": args.batch_size,
+                "learning_rate": args.lr,
+                "warmup_steps": args.steps // 10,
+                "cutoff": args.cutoff,
+                "seed": args.seed,
+                "logging_steps": 10,
+                "save_steps": 50,
+            },
         },
         evaluate=_tasks(args),
     ).validate()
 
 
 def _tasks(args) -> dict:
-    return {t: {"task": "mc", "data": str(SHARED / "data/mc" / f"{t}.jsonl"), "limit": args.test_limit,
-                "batch_size": 16} for t in TESTS}
+    return {
+        t: {
+            "task": "mc",
+            "data": str(SHARED / "data/mc" / f"{t}.jsonl"),
+            "limit": args.test_limit,
+            "batch_size": 16,
+        }
+        for t in TESTS
+    }
 
 
 def _loss_curve(adapter: Path) -> list[float]:
@@ -127,8 +153,10 @@ def main() -> int:
         t0 = time.perf_counter()
         states[pipeline] = run_recipe(_recipe(args, model, pipeline, train, calib), work, quiet=True)
         times[pipeline] = time.perf_counter() - t0
-        print(f"{pipeline}: {times[pipeline]:.0f} s; loss {_loss_curve(Path(states[pipeline].dirs['finetune']))}",
-              flush=True)
+        print(
+            f"{pipeline}: {times[pipeline]:.0f} s; loss {_loss_curve(Path(states[pipeline].dirs['finetune']))}",
+            flush=True,
+        )
     st = next(iter(states.values()))
     rows = [("dense", evaluate(model))]
     sparse = next((s.dirs["sparsify"] for s in states.values() if "sparsify" in s.dirs), None)

@@ -93,6 +93,41 @@ def test_qa_finetune_merge_to_int4(tmp_path, data, int4_dir):
     assert torch.equal(load_model(merged)(x).logits, trained(x).logits)
 
 
+def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_dir, int4_dir):
+    """qa_base=fp16: train on the fp16 sparse weights with the INT4 model's (s, z); merge gives one INT4 model."""
+    from sqft.adapt import load_adapter
+    from sqft.modeling.structure import find_target_linears
+    from sqft.quantize.format import replace_module
+    from tests.adapt.helpers import ALL_LINEARS
+
+    ad, merged = tmp_path / "ad", tmp_path / "merged"
+    qa = ["--pipeline", "sqft-qa-sparsepeft", "--qa-base", "fp16", "--qa-int4", str(int4_dir)]
+    assert main(["finetune", str(sparse_dir), "--data", str(data), "--output", str(ad)] + qa + FAST) == 0
+    assert main(["merge", str(sparse_dir), str(ad), "--output", str(merged)]) == 2  # INT4 layers missing
+    assert not merged.exists()
+    args = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(int4_dir), "--config", "maximal"]
+    assert main(args + ["--output", str(merged)]) == 0
+    fig = json.loads((merged / "sqft.json").read_text())["figures"]
+    assert fig["kind"] == "int4" and fig["codes_equal_eval"] and fig["probe_max_abs_logit_diff"] == 0.0
+    out, int4 = load_model(merged), load_model(int4_dir)
+    sparse_w = {n: m.weight for n, m in find_target_linears(load_model(sparse_dir), ALL_LINEARS).items()}
+    for name, layer in find_target_linears(out, ALL_LINEARS).items():
+        q, s, z = layer.codes()
+        q4, s4, z4 = int4.get_submodule(name).codes()
+        assert torch.equal(s, s4) and torch.equal(z, z4), name  # the INT4 model's grid, unchanged
+        if name.endswith(("o_proj", "gate_proj")):  # no adapter: the INT4 model's codes themselves
+            assert torch.equal(q, q4), name
+        z_full = z.repeat_interleave(q.shape[1] // z.shape[1], 1)
+        pruned = sparse_w[name] == 0
+        assert torch.equal(q[pruned], z_full[pruned]), name  # every pruned weight dequantizes to exactly 0
+    # the merged model = the trained model's eval forward, with the INT4 model's layers where no adapter was
+    trained = load_adapter(load_model(sparse_dir), ad)
+    for name in find_target_linears(trained, ("o_proj", "gate_proj")):
+        replace_module(trained, name, int4.get_submodule(name))
+    x = tokens()
+    assert torch.equal(out(x).logits, trained.eval()(x).logits)
+
+
 @pytest.mark.parametrize(
     "extra,msg",
     [

@@ -21,6 +21,7 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
 ARGS = (
     "--data-limit 16 --max-steps 3 --batch-size 4 --micro-batch-size 2 --warmup-steps 0 --dropout 0 --r-max 8 "
     "--ranks 8 4 --alpha 16 --lr 1e-2 --cutoff 64 -q"

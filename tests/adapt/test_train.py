@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sqft.adapt import AdaptConfig, TrainConfig, adapter_layers
-from sqft.adapt.train import finetune
+from sqft.adapt.train import CHECKPOINT_FILE, finetune
 from sqft.data import TrainingExample
 from sqft.errors import SqftError
 from tests.adapt.helpers import sparse_int4_model, sparse_model
@@ -62,6 +63,10 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path):
     assert a.stats.to_json() == b.stats.to_json()
     ckpt = tmp_path / "c" / "work" / "checkpoint-4"
     assert ckpt.is_dir() and json.loads((ckpt / "nls_stats.json").read_text())["steps"] == 4
+    # adapter-only checkpoints: the A/B tensors of every adapter layer, and no copy of the frozen base
+    saved = load_file(ckpt / CHECKPOINT_FILE)
+    assert set(saved) == {f"{n}.{w}" for n in adapter_layers(b.model) for w in ("lora_A", "lora_B")}
+    assert not list(ckpt.glob("model*.safetensors")) and not list(ckpt.glob("*.bin"))
     shutil.rmtree(ckpt)  # as if interrupted after checkpoint-2
     c = _train(tiny_llama, tmp_path / "c", steps=4, save_steps=2)
     assert c.figures["resumed_from"].endswith("checkpoint-2")
@@ -97,3 +102,11 @@ def test_whole_sequence_loss_by_default_and_data_errors_leave_the_model_untouche
     with pytest.raises(SqftError, match="training item 1 is a int"):
         finetune(model, char_tokenizer(), ["ok", 3], adapt, masked, tmp_path / "b", progress=False)
     assert adapter_layers(model) == {}
+
+
+def test_a_foreign_checkpoint_is_refused_not_half_loaded(tmp_path):
+    ckpt = tmp_path / "work" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(b"")  # another tool's full-model checkpoint
+    with pytest.raises(SqftError, match="adapter_state.safetensors.*delete it"):
+        _train(tiny_llama, tmp_path, steps=4, save_steps=2)

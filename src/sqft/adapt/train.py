@@ -24,7 +24,18 @@ from sqft.adapt.nls import NLSCallback, NLSStats
 from sqft.adapt.variants import QAParams
 from sqft.data import TrainingExample, as_training_examples, build_training_dataset, pad_collate
 
-__all__ = ["FinetuneResult", "finetune", "world_size", "is_main_process", "last_checkpoint"]
+__all__ = [
+    "FinetuneResult",
+    "finetune",
+    "world_size",
+    "is_main_process",
+    "last_checkpoint",
+    "adapter_state",
+    "load_adapter_state",
+    "CHECKPOINT_FILE",
+]
+
+CHECKPOINT_FILE = "adapter_state.safetensors"
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,82 @@ def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
     d = Path(work_dir)
     ckpts = sorted(d.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if d.is_dir() else []
     return str(ckpts[-1]) if ckpts else None
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors, `<module>.lora_A` / `<module>.lora_B`: all that a training checkpoint must hold."""
+    return {
+        f"{name}.{which}": getattr(layer, which).detach().contiguous()
+        for name, layer in adapter_layers(model).items()
+        for which in ("lora_A", "lora_B")
+    }
+
+
+def load_adapter_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy `adapter_state` tensors back into the model's adapters; the names and shapes must match exactly."""
+    from sqft.errors import SqftError
+
+    own = adapter_state(model)
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    if missing or unexpected:
+        raise SqftError(
+            f"checkpoint '{source}' does not match this adapter (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}): it was written with another configuration; delete it to start over"
+        )
+    params = {
+        f"{n}.{w}": getattr(layer, w)
+        for n, layer in adapter_layers(model).items()
+        for w in ("lora_A", "lora_B")
+    }
+    with torch.no_grad():
+        for key, tensor in state.items():
+            if tensor.shape != params[key].shape:
+                raise SqftError(
+                    f"checkpoint '{source}': {key} has shape {tuple(tensor.shape)}, the adapter "
+                    f"{tuple(params[key].shape)}; delete the checkpoint to start over"
+                )
+            params[key].copy_(tensor)
+
+
+def _adapter_trainer_class():
+    from transformers import Trainer
+
+    class AdapterTrainer(Trainer):
+        """`Trainer` whose checkpoints hold the adapter tensors only, not the frozen base model (which would be
+        16 GB per checkpoint at 8B). The optimizer, scheduler, RNG and trainer state are saved by `Trainer` as
+        usual. Under FSDP or DeepSpeed the engine's own checkpoint format is kept."""
+
+        def _engine_owns_checkpoints(self) -> bool:
+            return bool(self.is_fsdp_enabled or self.is_deepspeed_enabled)
+
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            if self._engine_owns_checkpoints():
+                return super()._save(output_dir, state_dict)
+            if not self.args.should_save:
+                return
+            from safetensors.torch import save_file
+
+            out = Path(output_dir or self.args.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            save_file(adapter_state(self.accelerator.unwrap_model(self.model)), str(out / CHECKPOINT_FILE))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+            if self._engine_owns_checkpoints():
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            from safetensors.torch import load_file
+
+            from sqft.errors import SqftError
+
+            path = Path(resume_from_checkpoint) / CHECKPOINT_FILE
+            if not path.is_file():
+                raise SqftError(
+                    f"checkpoint '{resume_from_checkpoint}' has no {CHECKPOINT_FILE}: it was not "
+                    "written by sqft's trainer; delete it to start over"
+                )
+            target = self.accelerator.unwrap_model(model if model is not None else self.model)
+            load_adapter_state(target, load_file(str(path)), str(path))
+
+    return AdapterTrainer
 
 
 class _Examples(torch.utils.data.Dataset):
@@ -119,8 +206,6 @@ def finetune(
     `examples`: `TrainingExample`s, plain texts or (prompt, response) pairs. Each is tokenized as BOS + prompt
     + response + EOS, cut at `train.cutoff`; the loss covers the whole sequence unless `train.mask_prompt`.
     """
-    from transformers import Trainer
-
     rows = build_training_dataset(
         tokenizer, as_training_examples(examples), train.cutoff, train.mask_prompt, add_bos=train.add_bos
     )
@@ -135,7 +220,7 @@ def finetune(
         spaces = {g: list(adapt.ranks) for g in groups_of(model)}
         nls = NLSCallback(model, spaces, seed=train.nls_seed)
         callbacks.append(nls)
-    trainer = Trainer(
+    trainer = _adapter_trainer_class()(
         model=model,
         args=args,
         train_dataset=_Examples(rows),
