@@ -158,9 +158,18 @@ def saved_bytes(model, x) -> int:
     return total
 
 
+def static_bytes(model) -> int:
+    """Parameters + buffers + trainable gradients + AdamW's two fp32 moments: training memory before activations."""
+    held = _unique_bytes(list(model.parameters()) + list(model.buffers()))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return held + sum(p.numel() * (p.element_size() + 8) for p in trainable)
+
+
 def bench(name, kind, model_kw, cfg, args) -> dict:
     model = prepare(kind, model_kw, cfg, args)
     params = [p for p in model.parameters() if p.requires_grad]
+    if args.memory_only:
+        return {"static_bytes": static_bytes(model), "trainable": sum(p.numel() for p in params)}
     opt = torch.optim.AdamW(params, lr=1e-4)
     x = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(
         args.device
@@ -168,15 +177,16 @@ def bench(name, kind, model_kw, cfg, args) -> dict:
     times = []
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    clock = time.process_time if args.clock == "process" else time.perf_counter
     for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         model(x, labels=x).loss.backward()
         opt.step()
         opt.zero_grad()
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     saved = saved_bytes(model, x)
     out = {
         "step_s": statistics.median(times),
@@ -199,6 +209,19 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "process"],
+        help="process: CPU seconds of this process (steadier than wall time on a shared CPU; use with --threads 1)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="no steps: weights + gradients + AdamW state of each variant (activations excluded), e.g. to "
+        "compare QA designs at Llama-3-8B shapes on a CPU",
+    )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--steps", type=int, default=5)
@@ -207,12 +230,16 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="subset of variants")
     p.add_argument("--out", default=None, help="write results as JSON")
     args = p.parse_args()
+    if args.clock == "process" and args.device.startswith("cuda"):
+        p.error("--clock process measures CPU time; on a GPU use the default wall clock")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = {}
     for name, (kind, model_kw, cfg) in variants().items():
         if args.only and name not in args.only:
             continue
         results[name] = bench(name, kind, model_kw, cfg, args)
-    print_table(results)
+    print_static(results) if args.memory_only else print_table(results)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)
@@ -221,6 +248,16 @@ def main() -> None:
 def _ratio(results, name, ref, key) -> float:
     a, b = results.get(name, {}).get(key), results.get(ref, {}).get(key)
     return a / b if a is not None and b else float("nan")
+
+
+def print_static(results: dict) -> None:
+    print(f"{'variant':20s} {'static MiB':>11s} {'x peft':>7s} {'x fp16-copy':>12s}")
+    for name, r in results.items():
+        r["memory_ratio"] = _ratio(results, name, "peft-lora", "static_bytes")
+        r["vs_fp16_copy"] = _ratio(results, name, "qa-fp16-copy", "static_bytes")
+        print(
+            f"{name:20s} {r['static_bytes'] / 2**20:11.1f} {r['memory_ratio']:7.2f} {r['vs_fp16_copy']:12.2f}"
+        )
 
 
 def print_table(results: dict) -> None:
