@@ -69,6 +69,11 @@ def test_user_errors_are_one_line(model_dir, tmp_path, capsys):
     assert not out.exists()
     assert main(["evaluate", str(model_dir)]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+    ppl = ["evaluate", str(model_dir), "--perplexity", str(tmp_path / "x.txt")]
+    assert main(ppl + ["--backend", "lm-eval"]) == 2
+    assert "backend 'lm-eval' runs only the mc task, not 'perplexity'" in capsys.readouterr().err
+    assert main(ppl + ["--backend", "harness"]) == 2
+    assert "unknown backend 'harness'" in capsys.readouterr().err
     assert (
         main(
             [

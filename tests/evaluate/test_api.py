@@ -1,9 +1,11 @@
 import json
+import sys
 
 import pytest
 
+from sqft.data import MCExample
 from sqft.errors import OutputExistsError, SqftError
-from sqft.evaluate import TaskSpec, evaluate, format_table, write_results
+from sqft.evaluate import TaskSpec, evaluate, evaluate_multiple_choice_lm_eval, format_table, write_results
 from tests.conftest import CORPUS
 
 
@@ -14,6 +16,21 @@ def test_unknown_task_lists_known_tasks():
         TaskSpec("gsm9k", "x.jsonl")
     with pytest.raises(SqftError, match="limit must be a positive"):
         TaskSpec("mc", "x.jsonl", limit=0)
+
+
+def test_backend_is_known_and_only_for_mc():
+    with pytest.raises(SqftError, match="unknown backend 'lm_eval': known backends are sqft, lm-eval"):
+        TaskSpec("mc", "x.jsonl", backend="lm_eval")
+    with pytest.raises(SqftError, match="backend 'lm-eval' runs only the mc task, not 'perplexity'"):
+        TaskSpec("perplexity", "x.txt", backend="lm-eval")
+    assert TaskSpec("mc", "x.jsonl", backend="lm-eval").backend == "lm-eval"
+    assert TaskSpec("perplexity", "x.txt").backend == "sqft"
+
+
+def test_lm_eval_backend_names_the_extra_when_missing(model, tokenizer, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` now raises ImportError
+    with pytest.raises(SqftError, match=r"pip install 'sqft\[lm-eval\]'"):
+        evaluate_multiple_choice_lm_eval(model, tokenizer, [MCExample("Q?", ("a", "b"), 0)])
 
 
 def test_gsm8k_file_without_fewshot_source_is_refused(tmp_path):

@@ -1,5 +1,7 @@
 """`sqft evaluate MODEL [--adapter DIR] --task gsm8k|math|mc|commonsense-gen|perplexity --data FILE [...]`.
 
+`--backend lm-eval` scores `--task mc` with lm-evaluation-harness instead of sqft (same data, offline).
+
 Also the short form `sqft evaluate MODEL --perplexity FILE` (a .txt file, or JSON/JSONL with --text-field).
 A table is always printed; `--output results.json` writes `{"results": {task: metrics}, ...}` atomically.
 """
@@ -66,6 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=1234, help="seed for drawing the few-shot examples")
     p.add_argument(
+        "--backend",
+        default="sqft",
+        metavar="sqft|lm-eval",
+        help="who scores --task mc: sqft (default) or lm-evaluation-harness on the same local data "
+        "(pip install 'sqft[lm-eval]'); other tasks run on sqft only",
+    )
+    p.add_argument(
         "--output", "-o", default=None, help="write results as JSON to this file (refused if it exists)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
@@ -111,6 +120,7 @@ def _spec(cls, task: str, data: str, args: argparse.Namespace):
         split=args.split,
         add_bos=args.add_bos,
         seed=args.seed,
+        backend=args.backend,
     )
 
 

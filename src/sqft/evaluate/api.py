@@ -16,6 +16,7 @@ from torch import nn
 from sqft.errors import OutputExistsError, SqftError
 
 __all__ = [
+    "BACKENDS",
     "TASKS",
     "TaskSpec",
     "evaluate",
@@ -29,6 +30,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TASKS = ("gsm8k", "math", "mc", "commonsense-gen", "perplexity")
+BACKENDS = ("sqft", "lm-eval")
 _DEFAULT_NEW_TOKENS = {"gsm8k": 256, "math": 256, "commonsense-gen": 32}
 
 
@@ -40,7 +42,8 @@ class TaskSpec:
     (perplexity also takes .txt). fewshot_data: GSM8K solved examples (defaults to `data`'s train split on the
     hub; for files it must be given when n_shot > 0). delimiter: text between an MC query and a choice (None:
     per query, see `sqft.data.auto_delimiter`). max_new_tokens: None → 256 for math/gsm8k, 32 for
-    commonsense-gen. add_bos: prefix a BOS token (lm-eval does not by default).
+    commonsense-gen. add_bos: prefix a BOS token (lm-eval does not by default). backend: who scores an mc
+    task, sqft or lm-eval (`sqft.evaluate.lm_eval_backend`, the `lm-eval` extra); other tasks are sqft's only.
     """
 
     task: str
@@ -56,10 +59,17 @@ class TaskSpec:
     split: str = "test"
     add_bos: bool = False
     seed: int = 1234
+    backend: str = "sqft"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise SqftError(f"unknown task '{self.task}': known tasks are {', '.join(TASKS)}")
+        if self.backend not in BACKENDS:
+            raise SqftError(f"unknown backend '{self.backend}': known backends are {', '.join(BACKENDS)}")
+        if self.backend != "sqft" and self.task != "mc":
+            raise SqftError(
+                f"backend '{self.backend}' runs only the mc task, not '{self.task}': use backend 'sqft'"
+            )
         for name in ("batch_size", "seq_len") + (("limit",) if self.limit is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -109,8 +119,11 @@ def run_task(
     progress: bool = True,
     data: dict | None = None,
 ) -> dict:
-    """Run one task (loading its data unless `data` from `load_task_data` is given); its metrics."""
-    from sqft.evaluate import gsm8k, instructions, multiple_choice, perplexity
+    """Run one task (loading its data unless `data` from `load_task_data` is given); its metrics.
+
+    An mc task's metrics name the backend that scored it.
+    """
+    from sqft.evaluate import gsm8k, instructions, lm_eval_backend, multiple_choice, perplexity
 
     data = data if data is not None else load_task_data(spec)
     common = {"batch_size": spec.batch_size, "limit": spec.limit, "device": device, "progress": progress}
@@ -118,9 +131,13 @@ def run_task(
         return perplexity.evaluate_perplexity(model, tokenizer, data["texts"], spec.seq_len, **common)
     examples = data["examples"]
     if spec.task == "mc":
-        return multiple_choice.evaluate_multiple_choice(
-            model, tokenizer, examples, spec.delimiter, add_bos=spec.add_bos, **common
+        score = (
+            multiple_choice.evaluate_multiple_choice
+            if spec.backend == "sqft"
+            else lm_eval_backend.evaluate_multiple_choice_lm_eval
         )
+        metrics = score(model, tokenizer, examples, spec.delimiter, add_bos=spec.add_bos, **common)
+        return {**metrics, "backend": spec.backend}
     gen = {**common, "max_new_tokens": spec.max_new_tokens, "add_bos": spec.add_bos}
     if spec.task == "gsm8k":
         return gsm8k.evaluate_gsm8k(
