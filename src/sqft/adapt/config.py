@@ -128,8 +128,8 @@ class TrainConfig:
     add_bos: bool = False
     """Prefix the tokenizer's BOS token. Off by default, like evaluation (lm-eval's default), so the model
     is trained on the same kind of sequence it is scored on."""
-    save_steps: int = 0
-    """Save a resumable checkpoint every N optimizer steps (0: none)."""
+    save_steps: int = 100
+    """Save a resumable checkpoint (adapter + optimizer state, the last two kept) every N optimizer steps (0: none)."""
     logging_steps: int = 10
     weight_decay: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)

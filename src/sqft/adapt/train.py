@@ -177,6 +177,7 @@ def _training_args(train: TrainConfig, work_dir: Path, progress: bool):
         activation_checkpointing_kwargs={"use_reentrant": False},
         save_strategy="steps" if train.save_steps else "no",
         save_steps=train.save_steps or 500,
+        save_total_limit=2,
         logging_steps=train.logging_steps,
         seed=train.seed,
         data_seed=train.seed,

@@ -116,7 +116,12 @@ def add_parser(subparsers) -> None:
     prec = t.add_mutually_exclusive_group()
     prec.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     prec.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU)")
-    t.add_argument("--save-steps", type=int, default=0, help="resumable checkpoint every N steps (0: none)")
+    t.add_argument(
+        "--save-steps",
+        type=int,
+        default=100,
+        help="resumable checkpoint (adapter and optimizer state only) every N steps; 0: none",
+    )
     t.add_argument("--logging-steps", type=int, default=10, help="log the loss every N steps")
     t.add_argument(
         "--mask-prompt",
