@@ -53,6 +53,7 @@ def _calibration(work: Path, n: int, seed: int) -> Path:
 def _recipe(args, model: str, pipeline: str, train: Path, calib: Path):
     from sqft.recipe import Recipe
 
+    steps = int(dict(kv.split("=") for kv in args.steps_for).get(pipeline, args.steps))
     adapter = {"adapter": "nls", "ranks": [32, 24, 16], "r_max": 32, "alpha": 64, "dropout": args.dropout}
     return Recipe(
         name=f"commonsense-{pipeline}",
@@ -79,11 +80,11 @@ def _recipe(args, model: str, pipeline: str, train: Path, calib: Path):
             "data": {"source": str(train), "format": "commonsense"},
             "adapter": adapter,
             "train": {
-                "max_steps": args.steps,
+                "max_steps": steps,
                 "batch_size": args.batch_size,
                 "micro_batch_size": args.batch_size,
                 "learning_rate": args.lr,
-                "warmup_steps": args.steps // 10,
+                "warmup_steps": steps // 10,
                 "cutoff": args.cutoff,
                 "seed": args.seed,
                 "logging_steps": 10,
@@ -119,11 +120,21 @@ def main() -> int:
     ap.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=PIPELINES)
     ap.add_argument("--per-task", type=int, default=500, help="train items per train set")
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument(
+        "--steps-for", nargs="*", default=[], metavar="PIPELINE=N", help="per-pipeline step counts"
+    )
+    ap.add_argument(
+        "--unmerged-tests",
+        nargs="+",
+        default=["arc_easy", "piqa"],
+        choices=TESTS,
+        help="test sets for the unmerged (base + adapter) check rows",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--cutoff", type=int, default=128)
     ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--test-limit", type=int, default=100)
+    ap.add_argument("--test-limit", type=int, default=50)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -140,11 +151,12 @@ def main() -> int:
     work = Path(args.work)
     model = _model_path(DemoConfig(model=args.model))
     train, calib = _mix(work, args.per_task, args.seed), _calibration(work, 512, args.seed)
-    specs = {k: TaskSpec(**v) for k, v in _tasks(args).items()}
 
-    def evaluate(path: str, adapter: str | None = None) -> Path:
-        out = stage_dir(work, "evaluate", evaluate_section(_tasks(args), adapter), path)
+    def evaluate(path: str, adapter: str | None = None, tests=TESTS) -> Path:
+        tasks = _tasks(args, tests)
+        out = stage_dir(work, "evaluate", evaluate_section(tasks, adapter), path)
         if not (out / "sqft.json").is_file():
+            specs = {k: TaskSpec(**v) for k, v in tasks.items()}
             evaluate_to_dir(path, specs, out, adapter=adapter, device=args.device, quiet=True)
         return out
 
@@ -173,7 +185,7 @@ def main() -> int:
             sub = work / f"sub-median-{Path(st.dirs['finetune']).name}"
             if not sub.is_dir():
                 extract_to_dir(st.dirs["finetune"], "median", sub)
-            rows.append((f"{pipeline} (unmerged)", evaluate(st.adapter_base, str(sub))))
+            rows.append((f"{pipeline} (unmerged)", evaluate(st.adapter_base, str(sub), args.unmerged_tests)))
     table = markdown_table([collect_row(path, label) for label, path in rows])
     (work / "commonsense.md").write_text(table + "\n")
     print(table)

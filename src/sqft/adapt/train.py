@@ -230,13 +230,15 @@ def finetune(
     )
     n_train = sum(p.numel() for p in adapter_parameters(model))
     log.info(
-        "training %d adapter layers (%d parameters), lr %g, %s epochs",
+        "training %d adapter layers (%d parameters), lr %g, %s",
         len(layers),
         n_train,
         train.learning_rate,
-        train.epochs,
+        f"{train.max_steps} steps" if train.max_steps > 0 else f"{train.epochs} epochs",
     )
     resume = last_checkpoint(work_dir)
+    if resume:
+        log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     model.eval()
     logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
