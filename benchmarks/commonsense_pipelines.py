@@ -95,7 +95,7 @@ def _recipe(args, model: str, pipeline: str, train: Path, calib: Path):
     ).validate()
 
 
-def _tasks(args) -> dict:
+def _tasks(args, tests=TESTS) -> dict:
     return {
         t: {
             "task": "mc",
@@ -103,7 +103,7 @@ def _tasks(args) -> dict:
             "limit": args.test_limit,
             "batch_size": 16,
         }
-        for t in TESTS
+        for t in tests
     }
 
 
