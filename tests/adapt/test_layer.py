@@ -6,7 +6,14 @@ from torch import nn
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
 from sqft.adapt.layer import AdapterLinear
-from sqft.adapt.variants import QAParams, adapted_linear, fake_quant_groups, masked_delta
+from sqft.adapt.variants import (
+    QAParams,
+    adapted_linear,
+    fake_quant_groups,
+    masked_delta,
+    pack_mask,
+    unpack_mask,
+)
 from sqft.errors import SqftError
 from tests.adapt.helpers import randomize_adapters_, sparse_int4_model, sparse_model, tokens
 
@@ -30,7 +37,7 @@ def test_masked_linear_matches_autograd_reference(dropout_on):
     B = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=True)
     x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True)
     xd = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True) if dropout_on else None
-    y = adapted_linear(x, xd, A, B, lambda: W, M, 0.5, None)
+    y = adapted_linear(x, xd, A, B, lambda: W, lambda: M, 0.5, None)
     y_ref = _ref_grads(x, xd if dropout_on else x, A, B, W, M, 0.5)
     up = torch.randn(y.shape, generator=g, dtype=torch.float64)
     inputs = [x, A, B] + ([xd] if dropout_on else [])
@@ -147,3 +154,16 @@ def test_adapted_model_output_changes_with_rank():
     b = model(x).logits
     set_active_ranks(model, dict.fromkeys(groups_of(model), 32))
     assert not torch.equal(a, b) and torch.equal(model(x).logits, a)
+
+
+@pytest.mark.parametrize("n_in", [1, 7, 8, 64, 100])
+def test_mask_is_stored_as_one_bit_per_weight_and_round_trips(n_in):
+    M = torch.rand(5, n_in, generator=torch.Generator().manual_seed(n_in)) < 0.5
+    P = pack_mask(M)
+    assert P.dtype == torch.uint8 and P.shape == (5, -(-n_in // 8))
+    assert torch.equal(unpack_mask(P, n_in), M)
+    base = nn.Linear(n_in, 5, bias=False)
+    base.weight.data *= M  # pruned where M is False
+    layer = AdapterLinear(base, 4, 8, sparse=True)
+    assert layer.mask_bits.numel() == 5 * -(-n_in // 8)  # 1/8 of a bool buffer
+    assert torch.equal(layer.mask, M)

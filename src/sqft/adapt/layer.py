@@ -25,7 +25,9 @@ from sqft.adapt.variants import (
     frozen_linear,
     masked_delta,
     merged_weight,
+    pack_mask,
     quant_codes,
+    unpack_mask,
 )
 
 __all__ = ["AdapterLinear", "base_weight_fp32", "is_quant_linear"]
@@ -74,8 +76,9 @@ class AdapterLinear(nn.Module):
         )  # (out, r_max): B = 0
         self.sparse = sparse
         W = base_weight_fp32(base) if sparse else None
-        # M = 1[W ≠ 0], taken once here (never per forward); not saved: it is a function of the base.
-        self.register_buffer("mask", (W != 0) if W is not None else None, persistent=False)
+        # M = 1[W ≠ 0], taken once here (never from the weights again), kept as one bit per weight (a bool
+        # buffer would cost a byte per weight: 4.5 GB at 8B); not saved: it is a function of the base.
+        self.register_buffer("mask_bits", pack_mask(W != 0) if W is not None else None, persistent=False)
         self.qa = qa
         if qa is not None:
             self.register_buffer("qa_scale", qa.scale.float().to(device), persistent=False)  # (out, G)
@@ -93,6 +96,14 @@ class AdapterLinear(nn.Module):
 
     def _base_weight(self) -> torch.Tensor:
         return base_weight_fp32(self.base_layer)
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """M (out, in) bool, decoded from the packed bits (a transient tensor); None for a dense adapter."""
+        return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
+
+    def _mask_fn(self):
+        return None if self.mask_bits is None else (lambda: self.mask)
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -143,7 +154,7 @@ class AdapterLinear(nn.Module):
         x_drop = self.lora_dropout(x) if dropout_on else None
         if self.sparse or self.qa is not None:
             return adapted_linear(
-                x, x_drop, A, B, self._base_weight, self.mask, self.scaling, self._qa(), self.bias
+                x, x_drop, A, B, self._base_weight, self._mask_fn(), self.scaling, self._qa(), self.bias
             )
         if is_quant_linear(self.base_layer):
             y = frozen_linear(x, self._base_weight)

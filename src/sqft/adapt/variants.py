@@ -24,6 +24,8 @@ from sqft.quantize.primitives import qmax
 
 __all__ = [
     "QAParams",
+    "pack_mask",
+    "unpack_mask",
     "masked_delta",
     "fake_quant_groups",
     "quant_codes",
@@ -42,6 +44,21 @@ class QAParams:
     bits: int
     group_size: int
     sym: bool = False
+
+
+def pack_mask(M: torch.Tensor) -> torch.Tensor:
+    """M (out, in) bool → (out, ⌈in/8⌉) uint8: bit j of byte k is M[:, 8k + j]. One bit per weight, not a byte."""
+    out, n_in = M.shape
+    Mb = F.pad(M.to(torch.uint8), (0, (-n_in) % 8)).view(out, -1, 8)  # (out, ⌈in/8⌉, 8)
+    shifts = torch.arange(8, dtype=torch.uint8, device=M.device)
+    return (Mb << shifts).sum(-1, dtype=torch.uint8)  # distinct bits: the sum is their OR
+
+
+def unpack_mask(P: torch.Tensor, n_in: int) -> torch.Tensor:
+    """Inverse of `pack_mask`: (out, ⌈in/8⌉) uint8 → (out, in) bool."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=P.device)
+    bits = (P.unsqueeze(-1) >> shifts) & 1  # (out, ⌈in/8⌉, 8)
+    return bits.view(P.shape[0], -1)[:, :n_in].bool()
 
 
 def masked_delta(A: torch.Tensor, B: torch.Tensor, s: float, M: torch.Tensor | None) -> torch.Tensor:
@@ -99,9 +116,9 @@ class _AdaptedLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, x_drop, A, B, base_weight, M, s, qa, bias):  # type: ignore[override]
+    def forward(ctx, x, x_drop, A, B, base_weight, mask, s, qa, bias):  # type: ignore[override]
         dt = x.dtype
-        L = masked_delta(A, B, s, M)
+        L = masked_delta(A, B, s, mask() if mask is not None else None)
         W_eff = merged_weight(base_weight(), L, qa)
         bias = bias.to(dt) if bias is not None else None
         if x_drop is None:
@@ -110,13 +127,16 @@ class _AdaptedLinear(torch.autograd.Function):
             W_fix = _fixed_part(base_weight, W_eff, L, qa)
             y = F.linear(x, W_fix.to(dt), bias) + F.linear(x_drop, L.to(dt))
         ctx.save_for_backward(x, x_drop, A, B)
-        ctx.base_weight, ctx.M, ctx.s, ctx.qa = base_weight, M, s, qa
+        ctx.base_weight, ctx.mask, ctx.s, ctx.qa = base_weight, mask, s, qa
         return y
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         x, x_drop, A, B = ctx.saved_tensors
-        M, s = ctx.M, ctx.s
+        M, s = (
+            (ctx.mask() if ctx.mask is not None else None),
+            ctx.s,
+        )  # decoded again: no (out, in) copy is kept
         L = masked_delta(A, B, s, M)  # recomputed: (out, in)
         W_eff = merged_weight(ctx.base_weight(), L, ctx.qa)
         dt = g.dtype
@@ -147,17 +167,21 @@ def adapted_linear(
     A: torch.Tensor,
     B: torch.Tensor,
     base_weight: Callable[[], torch.Tensor],
-    M: torch.Tensor | None,
+    mask: Callable[[], torch.Tensor] | None,
     s: float,
     qa: QAParams | None,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Masked (and optionally quantization-aware) adapted linear; `x_drop=None` when dropout is off."""
+    """Masked (and optionally quantization-aware) adapted linear; `x_drop=None` when dropout is off.
+
+    `base_weight()` and `mask()` give W and M (out, in) on demand, in forward and again in backward, so that
+    neither an fp32 weight nor a byte-per-weight mask of every layer stays alive between the two.
+    """
     dt = _compute_dtype(x)
     x = x.to(dt)
     x_drop = x_drop.to(dt) if x_drop is not None else None
     with torch.autocast(x.device.type, enabled=False):
-        return _AdaptedLinear.apply(x, x_drop, A, B, base_weight, M, s, qa, bias)
+        return _AdaptedLinear.apply(x, x_drop, A, B, base_weight, mask, s, qa, bias)
 
 
 class _FrozenLinear(torch.autograd.Function):
