@@ -28,6 +28,7 @@ __all__ = [
     "set_active_ranks",
     "qa_params_of",
     "adapter_parameters",
+    "named_adapter_parameters",
     "adapter_config_of",
 ]
 
@@ -159,3 +160,12 @@ def adapter_parameters(model: nn.Module) -> Iterable[nn.Parameter]:
     for layer in adapter_layers(model).values():
         yield layer.lora_A
         yield layer.lora_B
+
+
+def named_adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """`<module>.lora_A` / `<module>.lora_B` → parameter: the trainable state of a model's adapters."""
+    return {
+        f"{n}.{w}": getattr(layer, w)
+        for n, layer in adapter_layers(model).items()
+        for w in ("lora_A", "lora_B")
+    }

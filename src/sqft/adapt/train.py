@@ -18,11 +18,18 @@ import torch
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig, TrainConfig
-from sqft.adapt.inject import adapter_layers, adapter_parameters, groups_of, inject_adapters
+from sqft.adapt.inject import (
+    adapter_layers,
+    adapter_parameters,
+    groups_of,
+    inject_adapters,
+    named_adapter_parameters,
+)
 from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.nls import NLSCallback, NLSStats
 from sqft.adapt.variants import QAParams
 from sqft.data import TrainingExample, as_training_examples, build_training_dataset, pad_collate
+from sqft.errors import SqftError
 
 __all__ = [
     "FinetuneResult",
@@ -65,29 +72,18 @@ def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable tensors, `<module>.lora_A` / `<module>.lora_B`: all that a training checkpoint must hold."""
-    return {
-        f"{name}.{which}": getattr(layer, which).detach().contiguous()
-        for name, layer in adapter_layers(model).items()
-        for which in ("lora_A", "lora_B")
-    }
+    return {k: p.detach().contiguous() for k, p in named_adapter_parameters(model).items()}
 
 
 def load_adapter_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy `adapter_state` tensors back into the model's adapters; the names and shapes must match exactly."""
-    from sqft.errors import SqftError
-
-    own = adapter_state(model)
-    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    params = named_adapter_parameters(model)
+    missing, unexpected = sorted(params.keys() - state.keys()), sorted(state.keys() - params.keys())
     if missing or unexpected:
         raise SqftError(
             f"checkpoint '{source}' does not match this adapter (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}): it was written with another configuration; delete it to start over"
         )
-    params = {
-        f"{n}.{w}": getattr(layer, w)
-        for n, layer in adapter_layers(model).items()
-        for w in ("lora_A", "lora_B")
-    }
     with torch.no_grad():
         for key, tensor in state.items():
             if tensor.shape != params[key].shape:
@@ -125,8 +121,6 @@ def _adapter_trainer_class():
                 return super()._load_from_checkpoint(resume_from_checkpoint, model)
             from safetensors.torch import load_file
 
-            from sqft.errors import SqftError
-
             path = Path(resume_from_checkpoint) / CHECKPOINT_FILE
             if not path.is_file():
                 raise SqftError(
@@ -155,8 +149,6 @@ def _training_args(train: TrainConfig, work_dir: Path, progress: bool):
 
     per_step = train.micro_batch_size * world_size()
     if train.batch_size % per_step:
-        from sqft.errors import SqftError
-
         raise SqftError(
             f"batch_size {train.batch_size} is not a multiple of micro_batch_size × processes = {per_step}"
         )
