@@ -174,7 +174,7 @@ def test_existing_output_and_merge_refusals(tmp_path, data, sparse_dir, int4_dir
     assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m"), "--allow-densify"]) == 0
 
 
-def test_finetune_custom_templates_limit_and_mask_prompt(tmp_path, sparse_dir, capsys):
+def test_finetune_custom_templates_limit_and_mask_prompt(tmp_path, sparse_dir, capsys, caplog):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n" + json.dumps({"prompt": "p2"}) + "\n")
     out = ["--output", str(tmp_path / "o"), "-q"]
@@ -187,8 +187,10 @@ def test_finetune_custom_templates_limit_and_mask_prompt(tmp_path, sparse_dir, c
     )
     ad = tmp_path / "ad"
     args = ["finetune", str(sparse_dir), "--data", str(custom), "--template", "User: {q}\nBot:"]
-    args += ["--response-template", " {a}", "--data-limit", "4", "--mask-prompt", "--output", str(ad)]
+    args += ["--response-template", " {a}", "--data-limit", "4", "--mask-prompt", "--output", str(ad), "--fsdp"]
     assert main(args + FAST) == 0
+    assert "accelerate runs FSDP on GPUs only" in caplog.text  # one CPU process: nothing to shard
     manifest = json.loads((ad / "sqft.json").read_text())
     assert manifest["figures"]["examples"] == 4 and manifest["figures"]["steps"] == 3
+    assert manifest["figures"]["distributed"] == "none" and manifest["config"]["train"]["fsdp"] is True
     assert manifest["config"]["train"]["mask_prompt"] is True and manifest["config"]["data_format"] == "auto"

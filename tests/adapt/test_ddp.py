@@ -63,4 +63,5 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     sa = json.loads((tmp_path / "single" / "nls_stats.json").read_text())
     sb = json.loads((tmp_path / "ddp" / "nls_stats.json").read_text())
     assert sa["counts"] == sb["counts"]
-    assert json.loads((tmp_path / "ddp" / "sqft.json").read_text())["figures"]["world_size"] == 2
+    figures = json.loads((tmp_path / "ddp" / "sqft.json").read_text())["figures"]
+    assert (figures["world_size"], figures["distributed"]) == (2, "ddp")

@@ -121,6 +121,8 @@ class TrainConfig:
     seed: int = 0
     nls_seed: int = 0
     gradient_checkpointing: bool = False
+    fsdp: bool = False
+    """Shard the model with FSDP2 across the processes of `torchrun` / `accelerate launch` (DDP otherwise)."""
     mixed_precision: str = "no"
     """'no', 'bf16' or 'fp16'."""
     mask_prompt: bool = False

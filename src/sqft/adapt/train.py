@@ -180,8 +180,18 @@ def _training_args(train: TrainConfig, work_dir: Path, progress: bool):
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
+        **({"fsdp": True, "fsdp_config": {"version": 2}} if train.fsdp and world_size() > 1 else {}),
         **train.extra,
     )
+
+
+def _engine(trainer) -> str:
+    """Which distributed engine ran the training: fsdp, deepspeed, ddp or none (one process)."""
+    if trainer.is_fsdp_enabled:
+        return "fsdp"
+    if trainer.is_deepspeed_enabled:
+        return "deepspeed"
+    return "ddp" if world_size() > 1 else "none"
 
 
 def finetune(
@@ -220,6 +230,13 @@ def finetune(
         data_collator=collate,
         callbacks=callbacks,
     )
+    if train.fsdp and not trainer.is_fsdp_enabled:
+        log.warning(
+            "fsdp was asked for but the model is not sharded: accelerate runs FSDP on GPUs only, over more than "
+            "one process (here %d, %s): launch with torchrun/accelerate on GPUs to shard",
+            world_size(),
+            _engine(trainer),
+        )
     n_train = sum(p.numel() for p in adapter_parameters(model))
     log.info(
         "training %d adapter layers (%d parameters), lr %g, %s",
@@ -246,5 +263,6 @@ def finetune(
         "resumed_from": resume,
         "adapter_layers": len(adapter_layers(model)),
         "world_size": world_size(),
+        "distributed": _engine(trainer),
     }
     return FinetuneResult(model, train, nls.stats if nls else None, figures)

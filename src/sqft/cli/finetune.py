@@ -112,6 +112,11 @@ def add_parser(subparsers) -> None:
     t.add_argument("--cutoff", type=int, default=256, help="max tokens per example (default 256)")
     t.add_argument("--seed", type=int, default=0, help="seed for init, data order and dropout")
     t.add_argument("--nls-seed", type=int, default=0, help="seed of the NLS configuration sampler")
+    t.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard the model with FSDP2 when launched by torchrun/accelerate launch (default: DDP)",
+    )
     t.add_argument("--grad-checkpointing", action="store_true", help="gradient checkpointing (less memory)")
     prec = t.add_mutually_exclusive_group()
     prec.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
@@ -170,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         nls_seed=args.nls_seed,
         gradient_checkpointing=args.grad_checkpointing,
+        fsdp=args.fsdp,
         mixed_precision=precision,
         mask_prompt=args.mask_prompt,
         save_steps=args.save_steps,
@@ -191,5 +197,8 @@ def run(args: argparse.Namespace) -> int:
         template=args.template,
         response_template=args.response_template,
     )
-    print(f"adapter ({adapt.adapter}, {adapt.variant}) saved to {out}")
+    from sqft.adapt.train import is_main_process
+
+    if is_main_process():
+        print(f"adapter ({adapt.adapter}, {adapt.variant}) saved to {out}")
     return 0
