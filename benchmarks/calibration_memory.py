@@ -55,14 +55,22 @@ def _one(stage: str, depth: int, hidden: int, n: int, seq: int, device: str) -> 
     if stage == "quantize":
         from sqft.quantize.api import QuantizeConfig, quantize
 
-        quantize(model, QuantizeConfig(method="gptq", bits=4, group_size=128, device=device), windows, quiet=True)
+        quantize(
+            model, QuantizeConfig(method="gptq", bits=4, group_size=128, device=device), windows, quiet=True
+        )
     else:
         sparsify(model, SparsifyConfig(method=stage, sparsity=0.5, device=device), windows, quiet=True)
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else _peak()
     activations = n * seq * hidden * 4
-    return {"stage": stage, "depth": depth, "weights_mib": weights / 2**20, "overhead_mib": (peak - base) / 2**20,
-            "activations_mib": activations / 2**20, "seconds": seconds}
+    return {
+        "stage": stage,
+        "depth": depth,
+        "weights_mib": weights / 2**20,
+        "overhead_mib": (peak - base) / 2**20,
+        "activations_mib": activations / 2**20,
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -77,23 +85,46 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, metavar=("STAGE", "DEPTH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # child process: one configuration, result as JSON on stdout
-        print(json.dumps(_one(args.one[0], int(args.one[1]), args.hidden, args.n_samples, args.seq_len, args.device)))
+        print(
+            json.dumps(
+                _one(args.one[0], int(args.one[1]), args.hidden, args.n_samples, args.seq_len, args.device)
+            )
+        )
         return
     rows = []
     for stage in args.stages:
         for depth in args.depths:
-            cmd = [sys.executable, __file__, "--one", stage, str(depth), "--hidden", str(args.hidden),
-                   "--n-samples", str(args.n_samples), "--seq-len", str(args.seq_len), "--device", args.device]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                stage,
+                str(depth),
+                "--hidden",
+                str(args.hidden),
+                "--n-samples",
+                str(args.n_samples),
+                "--seq-len",
+                str(args.seq_len),
+                "--device",
+                args.device,
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{'stage':<10} {'depth':>5} {'weights MiB':>12} {'overhead MiB':>13} {'acts MiB':>9} {'seconds':>8}")
+    print(
+        f"{'stage':<10} {'depth':>5} {'weights MiB':>12} {'overhead MiB':>13} {'acts MiB':>9} {'seconds':>8}"
+    )
     for r in rows:
-        print(f"{r['stage']:<10} {r['depth']:>5} {r['weights_mib']:>12.1f} {r['overhead_mib']:>13.1f} "
-              f"{r['activations_mib']:>9.1f} {r['seconds']:>8.1f}")
+        print(
+            f"{r['stage']:<10} {r['depth']:>5} {r['weights_mib']:>12.1f} {r['overhead_mib']:>13.1f} "
+            f"{r['activations_mib']:>9.1f} {r['seconds']:>8.1f}"
+        )
     for stage in args.stages:
         a, b = [r for r in rows if r["stage"] == stage]
-        print(f"{stage}: weights x{b['weights_mib'] / a['weights_mib']:.2f}, "
-              f"overhead x{b['overhead_mib'] / max(a['overhead_mib'], 1e-9):.2f} when depth x{b['depth'] / a['depth']:.0f}")
+        print(
+            f"{stage}: weights x{b['weights_mib'] / a['weights_mib']:.2f}, "
+            f"overhead x{b['overhead_mib'] / max(a['overhead_mib'], 1e-9):.2f} when depth x{b['depth'] / a['depth']:.0f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

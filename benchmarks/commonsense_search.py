@@ -42,8 +42,23 @@ def _mc_acc(model: str, test: str, limit: int, work: Path) -> dict:
 
     out = work / f"eval-{Path(model).name}-{Path(model).parent.name}-{test}.json"
     if not out.exists():
-        main(["evaluate", model, "--task", "mc", "--data", str(SHARED / "data/mc" / f"{test}.jsonl"),
-              "--limit", str(limit), "--batch-size", "16", "-o", str(out), "-q"])
+        main(
+            [
+                "evaluate",
+                model,
+                "--task",
+                "mc",
+                "--data",
+                str(SHARED / "data/mc" / f"{test}.jsonl"),
+                "--limit",
+                str(limit),
+                "--batch-size",
+                "16",
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
     return json.loads(out.read_text())["results"]["mc"]
 
 
@@ -70,19 +85,72 @@ def main() -> int:
     adapter = work / "adapter"
     t0 = time.perf_counter()
     if not adapter.exists():
-        sqft(["finetune", args.sparse, "--data", str(train), "--format", "commonsense", "--adapter", "nls",
-              "--sparse-adapter", "--max-steps", str(args.steps), "--batch-size", "8", "--micro-batch-size", "8",
-              "--lr", "1e-3", "--cutoff", "160", "--warmup-steps", "5", "--dropout", "0", "--output", str(adapter),
-              "-q"])
+        sqft(
+            [
+                "finetune",
+                args.sparse,
+                "--data",
+                str(train),
+                "--format",
+                "commonsense",
+                "--adapter",
+                "nls",
+                "--sparse-adapter",
+                "--max-steps",
+                str(args.steps),
+                "--batch-size",
+                "8",
+                "--micro-batch-size",
+                "8",
+                "--lr",
+                "1e-3",
+                "--cutoff",
+                "160",
+                "--warmup-steps",
+                "5",
+                "--dropout",
+                "0",
+                "--output",
+                str(adapter),
+                "-q",
+            ]
+        )
     print(f"fine-tuned in {time.perf_counter() - t0:.0f} s")
     rows = {"dense": args.dense, "sparse, no fine-tuning": args.sparse}
     for strategy in ("median", "most-frequent", "min-loss", "hill-climbing"):
         out = work / f"search-{strategy}"
         if not out.exists():
-            sqft(["search", str(adapter), "--base", args.sparse, "--strategy", strategy, "--validation", str(valid),
-                  "--metric", "loss", "--proxy-samples", str(args.held_out), "--budget", str(args.budget),
-                  "--turns", "3", "--neighbours", "3", "--test-data", str(SHARED / "data/mc/arc_easy.jsonl"),
-                  "--cutoff", "160", "--seed", str(args.seed), "--output", str(out), "-q"])
+            sqft(
+                [
+                    "search",
+                    str(adapter),
+                    "--base",
+                    args.sparse,
+                    "--strategy",
+                    strategy,
+                    "--validation",
+                    str(valid),
+                    "--metric",
+                    "loss",
+                    "--proxy-samples",
+                    str(args.held_out),
+                    "--budget",
+                    str(args.budget),
+                    "--turns",
+                    "3",
+                    "--neighbours",
+                    "3",
+                    "--test-data",
+                    str(SHARED / "data/mc/arc_easy.jsonl"),
+                    "--cutoff",
+                    "160",
+                    "--seed",
+                    str(args.seed),
+                    "--output",
+                    str(out),
+                    "-q",
+                ]
+            )
         rows[f"SparsePEFT merged, {strategy}"] = str(out / "merged")
     table = []
     for label, model in rows.items():

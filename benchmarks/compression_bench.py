@@ -30,7 +30,9 @@ def _texts(path: Path, n: int) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(SHARED / "models" / "stories260K-hf"), help="path, hub id or 'smollm2'")
+    ap.add_argument(
+        "--model", default=str(SHARED / "models" / "stories260K-hf"), help="path, hub id or 'smollm2'"
+    )
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--n-samples", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=256)
@@ -55,19 +57,33 @@ def main() -> int:
     dense = load_model(source, dtype="float32")
     tok = load_tokenizer(source)
     seq_len = min(args.seq_len, dense.config.max_position_embeddings)
-    windows = calibration_windows(tok, _texts(SHARED / "data/gsm8k/train.jsonl", 4000), args.n_samples, seq_len)
+    windows = calibration_windows(
+        tok, _texts(SHARED / "data/gsm8k/train.jsonl", 4000), args.n_samples, seq_len
+    )
     held_out = _texts(SHARED / "data/gsm8k/test.jsonl", args.eval_texts)
 
     def ppl(m) -> float:
-        return evaluate_perplexity(m, tok, held_out, seq_len=seq_len, batch_size=8, progress=False)["perplexity"]
+        return evaluate_perplexity(m, tok, held_out, seq_len=seq_len, batch_size=8, progress=False)[
+            "perplexity"
+        ]
 
     rows, models = [], {}
 
     def record(name: str, m, seconds: float, **extra) -> None:
-        rows.append({"model": name, "perplexity": ppl(m), "sparsity": sparsity_report(m)["total"],
-                     "seconds": round(seconds, 2), **extra})
-        print(f"{name:<28} ppl {rows[-1]['perplexity']:9.3f}  sparsity {rows[-1]['sparsity']:.4f}  "
-              f"{seconds:7.1f} s", flush=True)
+        rows.append(
+            {
+                "model": name,
+                "perplexity": ppl(m),
+                "sparsity": sparsity_report(m)["total"],
+                "seconds": round(seconds, 2),
+                **extra,
+            }
+        )
+        print(
+            f"{name:<28} ppl {rows[-1]['perplexity']:9.3f}  sparsity {rows[-1]['sparsity']:.4f}  "
+            f"{seconds:7.1f} s",
+            flush=True,
+        )
 
     record("dense", dense, 0.0)
     for name, cfg in [
@@ -90,13 +106,22 @@ def main() -> int:
         cfg = QuantizeConfig(method=method, bits=4, group_size=args.group_size, device=args.device)
         quantize(m, cfg, windows if method == "gptq" else None, quiet=True)
         after = sparsity_report(m)["zeros"]
-        kept = all(bool((lin.dequantize()[zero_masks[n]] == 0).all()) for n, lin in find_target_linears(m).items())
-        record(f"wanda 50% + {method} 4b g{args.group_size}", m, time.perf_counter() - t0,
-               zeros_before=before, zeros_after=after, every_input_zero_kept=kept)
+        kept = all(
+            bool((lin.dequantize()[zero_masks[n]] == 0).all()) for n, lin in find_target_linears(m).items()
+        )
+        record(
+            f"wanda 50% + {method} 4b g{args.group_size}",
+            m,
+            time.perf_counter() - t0,
+            zeros_before=before,
+            zeros_after=after,
+            every_input_zero_kept=kept,
+        )
     by = {r["model"]: r for r in rows}
     g = f"g{args.group_size}"
     checks = {
-        "dense < wanda50 < magnitude50": by["dense"]["perplexity"] < by["wanda 50%"]["perplexity"]
+        "dense < wanda50 < magnitude50": by["dense"]["perplexity"]
+        < by["wanda 50%"]["perplexity"]
         < by["magnitude 50%"]["perplexity"],
         "gptq < rtn (on wanda50)": by[f"wanda 50% + gptq 4b {g}"]["perplexity"]
         < by[f"wanda 50% + rtn 4b {g}"]["perplexity"],

@@ -35,7 +35,9 @@ def char_tokenizer():
     )
 
 
-def tiny_llama(num_layers: int = 2, hidden: int = 64, intermediate: int = 128, seed: int = 0, vocab: int = 104):
+def tiny_llama(
+    num_layers: int = 2, hidden: int = 64, intermediate: int = 128, seed: int = 0, vocab: int = 104
+):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)

@@ -32,7 +32,10 @@ def _write(tmp_path, data) -> Path:
         ({"pipelin": "lora"}, "unknown key(s) 'pipelin' (did you mean 'pipeline'?)"),
         ({"pipeline": "qlora"}, "unknown pipeline 'qlora'"),
         ({"sparsify": {"method": "wanda", "sparsty": 0.5}}, "'sparsty' (did you mean 'sparsity'?)"),
-        ({"finetune": {"data": {"source": "x"}, "adapter": {"rank": 8}}}, "finetune.adapter: unknown key(s) 'rank'"),
+        (
+            {"finetune": {"data": {"source": "x"}, "adapter": {"rank": 8}}},
+            "finetune.adapter: unknown key(s) 'rank'",
+        ),
         ({"finetune": {"data": {"source": "x"}, "train": {"lr": 1}}}, "finetune.train: unknown key(s) 'lr'"),
         ({"evaluate": {"x": {"task": "gsm9k", "data": "d"}}}, "unknown task 'gsm9k'"),
         ({"sparsify": None}, "needs a 'sparsify:' section"),

@@ -128,7 +128,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise SqftError(f"manifest '{p}' is not valid JSON ({e}): the artifact is damaged, re-run its stage") from e
+        raise SqftError(
+            f"manifest '{p}' is not valid JSON ({e}): the artifact is damaged, re-run its stage"
+        ) from e
 
 
 def dir_size_bytes(directory: str | os.PathLike) -> int:

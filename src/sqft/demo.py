@@ -71,7 +71,10 @@ def _write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     train, test = generate_splits(cfg.n_train, cfg.n_test, seed=cfg.seed)
-    paths = {"train": write_jsonl(train, data / "train.jsonl"), "test": write_jsonl(test, data / "test.jsonl")}
+    paths = {
+        "train": write_jsonl(train, data / "train.jsonl"),
+        "test": write_jsonl(test, data / "test.jsonl"),
+    }
     calib = data / "calibration.txt"
     calib.write_text("\n\n".join(f"Question: {p['question']}\nAnswer: {p['answer']}" for p in train))
     paths["calibration"] = calib
@@ -86,24 +89,49 @@ def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
         model=model,
         pipeline=pipeline,
         device=cfg.device,
-        sparsify={"method": "wanda", "sparsity": cfg.sparsity, "calibration": str(paths["calibration"]),
-                  "n_samples": cfg.calibration_samples, "seq_len": cfg.calibration_seq_len, "seed": cfg.seed},
-        quantize={"method": "gptq", "bits": 4, "group_size": cfg.group_size,
-                  "n_samples": cfg.calibration_samples, "seq_len": cfg.calibration_seq_len, "seed": cfg.seed},
+        sparsify={
+            "method": "wanda",
+            "sparsity": cfg.sparsity,
+            "calibration": str(paths["calibration"]),
+            "n_samples": cfg.calibration_samples,
+            "seq_len": cfg.calibration_seq_len,
+            "seed": cfg.seed,
+        },
+        quantize={
+            "method": "gptq",
+            "bits": 4,
+            "group_size": cfg.group_size,
+            "n_samples": cfg.calibration_samples,
+            "seq_len": cfg.calibration_seq_len,
+            "seed": cfg.seed,
+        },
         finetune={
             "data": {"source": str(paths["train"]), "format": "gsm8k"},
             "adapter": {"adapter": "nls", "ranks": [32, 24, 16], "r_max": 32, "alpha": 64, "dropout": 0.0},
-            "train": {"max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
-                      "micro_batch_size": cfg.micro_batch_size, "learning_rate": cfg.learning_rate,
-                      "warmup_steps": max(cfg.max_steps // 10, 1), "cutoff": cfg.cutoff, "seed": cfg.seed},
+            "train": {
+                "max_steps": cfg.max_steps,
+                "batch_size": cfg.batch_size,
+                "micro_batch_size": cfg.micro_batch_size,
+                "learning_rate": cfg.learning_rate,
+                "warmup_steps": max(cfg.max_steps // 10, 1),
+                "cutoff": cfg.cutoff,
+                "seed": cfg.seed,
+            },
         },
         evaluate=_tasks(cfg, paths),
     ).validate()
 
 
 def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {"arithmetic": {"task": "gsm8k", "data": str(paths["test"]), "n_shot": 0, "max_new_tokens": 72,
-                           "batch_size": 20}}
+    return {
+        "arithmetic": {
+            "task": "gsm8k",
+            "data": str(paths["test"]),
+            "n_shot": 0,
+            "max_new_tokens": 72,
+            "batch_size": 20,
+        }
+    }
 
 
 def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
@@ -129,8 +157,11 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
         if not (out / "sqft.json").is_file():
             evaluate_to_dir(path, specs, out, device=cfg.device, quiet=quiet)
         rows.append((label, out))
-    labels = {"shears": "Shears (sparse + adapter)", "sqft-sparsepeft": "SQFT + SparsePEFT (merged)",
-              "sqft-qa-sparsepeft": "SQFT + QA-SparsePEFT (merged INT4)"}
+    labels = {
+        "shears": "Shears (sparse + adapter)",
+        "sqft-sparsepeft": "SQFT + SparsePEFT (merged)",
+        "sqft-qa-sparsepeft": "SQFT + QA-SparsePEFT (merged INT4)",
+    }
     rows += [(labels[p], Path(states[p].dirs["evaluate"])) for p in PIPELINES]
     table = markdown_table([collect_row(path, label) for label, path in rows])
     (root / "demo.md").write_text(table + "\n")

@@ -50,7 +50,9 @@ def _identity(path: str) -> str:
 
 
 def stage_dir(root: Path, stage: str, section: Any, parent: str) -> Path:
-    blob = json.dumps({"stage": stage, "section": section, "parent": _identity(parent)}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"stage": stage, "section": section, "parent": _identity(parent)}, sort_keys=True, default=str
+    )
     return root / f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
@@ -62,11 +64,18 @@ def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     from sqft.sparsify.api import SparsifyConfig, sparsify_model
 
     sec = dict(recipe.sparsify or {})
-    cfg = build(SparsifyConfig, {k: v for k, v in sec.items() if k not in ("calibration", "text_field")},
-                "sparsify")
+    cfg = build(
+        SparsifyConfig, {k: v for k, v in sec.items() if k not in ("calibration", "text_field")}, "sparsify"
+    )
     cfg.device = recipe.device
-    io = StageIO(st.current, str(out), sec.get("calibration"), sec.get("text_field", "text"), dtype=recipe.dtype,
-                 quiet=quiet)
+    io = StageIO(
+        st.current,
+        str(out),
+        sec.get("calibration"),
+        sec.get("text_field", "text"),
+        dtype=recipe.dtype,
+        quiet=quiet,
+    )
     sparsify_model(io, cfg)
 
 
@@ -92,8 +101,16 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     examples = load_training_examples(data.pop("source"), data.pop("format", "auto"), **data)
     qa_fp16 = adapt.quantization_aware and adapt.qa_base == "fp16"
     base = st.sparse if qa_fp16 else st.current
-    finetune_to_dir(base, examples, adapt, train, out, dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None,
-                    progress=not quiet)
+    finetune_to_dir(
+        base,
+        examples,
+        adapt,
+        train,
+        out,
+        dtype=recipe.dtype,
+        qa_int4=st.int4 if qa_fp16 else None,
+        progress=not quiet,
+    )
     st.adapter_base = base
 
 
@@ -109,8 +126,15 @@ def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
     adapt = recipe.adapt_section()
     elastic = adapt.get("adapter", "nls") == "nls"
     qa_fp16 = adapt["quantization_aware"] and adapt.get("qa_base", "gptq") == "fp16"
-    merge_to_dir(st.adapter_base, st.adapter, out, recipe.extract.get("config", "median") if elastic else None,
-                 allow_densify=recipe.pipeline == "lora", dtype=recipe.dtype, qa_int4=st.int4 if qa_fp16 else None)
+    merge_to_dir(
+        st.adapter_base,
+        st.adapter,
+        out,
+        recipe.extract.get("config", "median") if elastic else None,
+        allow_densify=recipe.pipeline == "lora",
+        dtype=recipe.dtype,
+        qa_int4=st.int4 if qa_fp16 else None,
+    )
 
 
 def evaluate_to_dir(
@@ -137,8 +161,13 @@ def evaluate_to_dir(
     results = evaluate(model, tokenizer, specs, device=device, progress=not quiet)
     with atomic_output(out) as tmp:
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_manifest(tmp, "evaluate", {"tasks": specs, "model": model_path, "adapter": adapter}, parent,
-                       {"results": results})
+        write_manifest(
+            tmp,
+            "evaluate",
+            {"tasks": specs, "model": model_path, "adapter": adapter},
+            parent,
+            {"results": results},
+        )
     return results
 
 
@@ -149,8 +178,14 @@ def _evaluate(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     st.results = evaluate_to_dir(st.current, specs, out, st.final_adapter, recipe.device, recipe.dtype, quiet)
 
 
-_RUNNERS = {"sparsify": _sparsify, "quantize": _quantize, "finetune": _finetune, "extract": _extract,
-            "merge": _merge, "evaluate": _evaluate}
+_RUNNERS = {
+    "sparsify": _sparsify,
+    "quantize": _quantize,
+    "finetune": _finetune,
+    "extract": _extract,
+    "merge": _merge,
+    "evaluate": _evaluate,
+}
 
 
 def _advance(st: PipelineState, stage: str, d: Path, recipe: Recipe) -> None:
@@ -213,8 +248,13 @@ def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> 
             log.info("%s: running -> %s", stage, d.name)
             _RUNNERS[stage](recipe, st, d, quiet)
         _advance(st, stage, d, recipe)
-    summary = {"recipe": recipe.source, "name": recipe.name, "pipeline": recipe.pipeline, "stages": st.dirs,
-               "results": st.results}
+    summary = {
+        "recipe": recipe.source,
+        "name": recipe.name,
+        "pipeline": recipe.pipeline,
+        "stages": st.dirs,
+        "results": st.results,
+    }
     (root / f"{recipe.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return st
 

@@ -64,8 +64,11 @@ def build(cls: type, section: dict[str, Any] | None, where: str, extra: set[str]
         raise SqftError(f"{where}: expected a mapping of keys, got {type(section).__name__}")
     valid = {f.name for f in fields(cls) if f.init}
     _unknown(where, set(section), valid | set(extra))
-    kwargs = {k: tuple(v) if isinstance(v, list) and k in ("ranks", "targets") else v
-              for k, v in section.items() if k in valid}
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) and k in ("ranks", "targets") else v
+        for k, v in section.items()
+        if k in valid
+    }
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -111,8 +114,11 @@ class Recipe:
         _unknown("finetune", set(ft), {"data", "adapter", "train", "qa_base"})
         if "data" not in ft:
             raise SqftError("finetune: 'data' is required, e.g. data: {source: train.jsonl, format: gsm8k}")
-        _unknown("finetune.data", set(ft["data"]), {"source", "format", "template", "response_template",
-                                                    "delimiter", "split", "limit"})
+        _unknown(
+            "finetune.data",
+            set(ft["data"]),
+            {"source", "format", "template", "response_template", "delimiter", "split", "limit"},
+        )
         build(AdaptConfig, self.adapt_section(), "finetune.adapter")
         build(TrainConfig, ft.get("train"), "finetune.train")
         _unknown("extract", set(self.extract), {"config"})
@@ -128,7 +134,9 @@ class Recipe:
         section = dict(self.finetune.get("adapter") or {})
         for key in ("sparse_adapter", "quantization_aware"):
             if key in section:
-                raise SqftError(f"finetune.adapter.{key} is set by the pipeline ('{self.pipeline}'); remove it")
+                raise SqftError(
+                    f"finetune.adapter.{key} is set by the pipeline ('{self.pipeline}'); remove it"
+                )
         return {**section, "sparse_adapter": sparse, "quantization_aware": qa}
 
 

@@ -187,7 +187,16 @@ def test_finetune_custom_templates_limit_and_mask_prompt(tmp_path, sparse_dir, c
     )
     ad = tmp_path / "ad"
     args = ["finetune", str(sparse_dir), "--data", str(custom), "--template", "User: {q}\nBot:"]
-    args += ["--response-template", " {a}", "--data-limit", "4", "--mask-prompt", "--output", str(ad), "--fsdp"]
+    args += [
+        "--response-template",
+        " {a}",
+        "--data-limit",
+        "4",
+        "--mask-prompt",
+        "--output",
+        str(ad),
+        "--fsdp",
+    ]
     assert main(args + FAST) == 0
     assert "accelerate runs FSDP on GPUs only" in caplog.text  # one CPU process: nothing to shard
     manifest = json.loads((ad / "sqft.json").read_text())

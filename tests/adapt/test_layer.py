@@ -5,16 +5,21 @@ import torch
 from torch import nn
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
+from sqft.adapt.inject import qa_params_of
 from sqft.adapt.layer import AdapterLinear
 from sqft.adapt.variants import (
     QAParams,
     adapted_linear,
+    dense_base_weights,
     fake_quant_groups,
     masked_delta,
     pack_mask,
+    quant_codes,
     unpack_mask,
 )
 from sqft.errors import SqftError
+from sqft.quantize.qlinear import QuantLinear
+from sqft.quantize.rtn import rtn_quantize
 from tests.adapt.helpers import randomize_adapters_, sparse_int4_model, sparse_model, tokens
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -37,7 +42,7 @@ def test_masked_linear_matches_autograd_reference(dropout_on):
     B = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=True)
     x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True)
     xd = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True) if dropout_on else None
-    y = adapted_linear(x, xd, A, B, lambda: W, lambda: M, 0.5, None)
+    y = adapted_linear(x, xd, A, B, 0.5, dense_base_weights(lambda: W, lambda: M, None))
     y_ref = _ref_grads(x, xd if dropout_on else x, A, B, W, M, 0.5)
     up = torch.randn(y.shape, generator=g, dtype=torch.float64)
     inputs = [x, A, B] + ([xd] if dropout_on else [])
@@ -114,7 +119,7 @@ def test_qa_gradient_is_straight_through_to_the_adapter():
     A = torch.randn(2, 32, generator=g, requires_grad=True)
     B = torch.randn(8, 2, generator=g, requires_grad=True)
     x = torch.randn(5, 32, generator=g)
-    y = adapted_linear(x, None, A, B, lambda: W, None, 1.0, qa)
+    y = adapted_linear(x, None, A, B, 1.0, dense_base_weights(lambda: W, None, qa))
     assert torch.equal(y, x @ fake_quant_groups(W + masked_delta(A, B, 1.0, None), qa).T)
     y.sum().backward()
     gL = torch.ones(5, 8).T @ x  # ∂Σy/∂Ŵ, passed straight through to L
@@ -167,3 +172,49 @@ def test_mask_is_stored_as_one_bit_per_weight_and_round_trips(n_in):
     layer = AdapterLinear(base, 4, 8, sparse=True)
     assert layer.mask_bits.numel() == 5 * -(-n_in // 8)  # 1/8 of a bool buffer
     assert torch.equal(layer.mask, M)
+
+
+def _int4_layer(sparse: bool = True, dropout: float = 0.0, out: int = 24, n_in: int = 96, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(out, n_in, generator=g)
+    W[W.abs() < 0.7] = 0  # about half pruned
+    q, scale, zero = rtn_quantize(W, 4, 32, min_zero=1)
+    base = QuantLinear.from_codes(q, scale, zero, 4, 32, False)
+    layer = AdapterLinear(base, 4, 8, dropout, sparse=sparse, qa=qa_params_of(base), generator=g)
+    with torch.no_grad():
+        layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.3)  # moves many codes
+    return layer, base
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_int4_qa_is_eq3_in_integer_form(sparse):
+    """On the INT4 base, Q = clamp(q + round(L / s_q), 0, 15) equals eq. 3 on W = s_q (q − z) + L."""
+    layer, base = _int4_layer(sparse)
+    W = base.dequantize()
+    M = W != 0
+    assert layer.mask_bits is None and (torch.equal(layer.mask, M) if sparse else layer.mask is None)
+    L = masked_delta(layer.lora_A, layer.lora_B, layer.scaling, M if sparse else None)
+    want = quant_codes(W + L, layer._qa())  # the SPEC formula through the fp32 weight
+    got = layer.merged_codes()
+    assert torch.equal(got, want) and not torch.equal(got, base.codes()[0])  # the adapter moved codes
+    if sparse:
+        assert torch.equal(got[~M], base.codes()[2].repeat_interleave(32, dim=1)[~M])  # pruned: Q = z
+    assert torch.equal(layer.merged_weight(), fake_quant_groups(W + L, layer._qa()))
+
+
+@pytest.mark.parametrize("dropout_on", [False, True])
+def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_on):
+    """The INT4-code path and the dense-weight path (qa_base = fp16 on the same weight) agree in value and grad."""
+    layer, base = _int4_layer()
+    W = base.dequantize()
+    ref = dense_base_weights(lambda: W, lambda: W != 0, layer._qa())
+    x = torch.randn(3, 5, 96, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    xd = (x * 1.5).detach().requires_grad_() if dropout_on else None
+    A, B = layer.lora_A, layer.lora_B
+    got = adapted_linear(x, xd, A, B, layer.scaling, layer._weights_fn())
+    want = adapted_linear(x, xd, A, B, layer.scaling, ref)
+    assert torch.equal(got, want)
+    inputs = [x, A, B] + ([xd] if dropout_on else [])
+    up = torch.randn(got.shape, generator=torch.Generator().manual_seed(2))
+    for a, b in zip(torch.autograd.grad(got, inputs, up), torch.autograd.grad(want, inputs, up)):
+        assert (a - b).abs().max() <= 1e2 * EPS32 * b.abs().max()  # same math, other GEMM layouts

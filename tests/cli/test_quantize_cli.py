@@ -82,7 +82,9 @@ def test_existing_output_is_refused_before_work(model_dir, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_sparse_then_int4_inspect_counts_zeros_of_dequantized_weights(model_dir, calib_file, tmp_path, capsys):
+def test_sparse_then_int4_inspect_counts_zeros_of_dequantized_weights(
+    model_dir, calib_file, tmp_path, capsys
+):
     sparse, int4 = tmp_path / "sparse", tmp_path / "int4"
     args = ["--quiet", "--n-samples", "4", "--seq-len", "32", "--calibration", str(calib_file)]
     assert main(["sparsify", str(model_dir), "--output", str(sparse), *args]) == 0
@@ -94,6 +96,7 @@ def test_sparse_then_int4_inspect_counts_zeros_of_dequantized_weights(model_dir,
     # every pruned zero survives; rounding may add a few more, never remove one
     before = json.loads((sparse / "sqft.json").read_text())["figures"]["sparsity"]["zeros"]
     assert info["sparsity"]["zeros"] >= before and info["sparsity"]["total"] >= 0.5
-    assert info["size_on_disk_bytes"] < 0.5 * json.loads((sparse / "sqft.json").read_text())["figures"][
-        "size_on_disk_bytes"
-    ]
+    assert (
+        info["size_on_disk_bytes"]
+        < 0.5 * json.loads((sparse / "sqft.json").read_text())["figures"]["size_on_disk_bytes"]
+    )

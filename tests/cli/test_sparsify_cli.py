@@ -9,7 +9,17 @@ from tests.conftest import CORPUS
 
 
 def _sparsify(model_dir, out, *extra, calib=None):
-    args = ["sparsify", str(model_dir), "--output", str(out), "--quiet", "--n-samples", "4", "--seq-len", "32"]
+    args = [
+        "sparsify",
+        str(model_dir),
+        "--output",
+        str(out),
+        "--quiet",
+        "--n-samples",
+        "4",
+        "--seq-len",
+        "32",
+    ]
     if calib is not None:
         args += ["--calibration", str(calib)]
     return main(args + list(extra))

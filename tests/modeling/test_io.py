@@ -35,7 +35,10 @@ def test_sources_are_checked_before_loading(tmp_path):
         resolve_source(tmp_path / "m.gguf")
     with pytest.raises(SqftError, match="does not exist"):
         resolve_source(str(tmp_path / "missing" / "model"))
-    assert resolve_source("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+    assert resolve_source("HuggingFaceTB/SmolLM2-135M-Instruct") == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        None,
+    )
 
 
 def test_pickle_only_checkpoints_are_not_loaded(model, tmp_path):

@@ -33,6 +33,19 @@ def test_forward_is_linear_with_dequantized_weight():
     torch.testing.assert_close(layer(x), F.linear(x, W_hat, b), rtol=0, atol=0)
 
 
+def test_training_through_it_saves_no_weight_and_gives_the_exact_input_gradient():
+    layer, (q, scale, zero, b) = _layer()
+    x = torch.randn(3, 5, 64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        y = layer(x)
+    assert (24, 64) not in saved and (64, 24) not in saved  # Ŵ is remade in backward, not kept
+    g = torch.randn(y.shape)
+    y.backward(g)
+    W = layer.dequantize()
+    assert torch.equal(y, F.linear(x, W, b)) and torch.equal(x.grad, g @ W)
+
+
 def test_dtype_casts_keep_fp16_scales_and_state_dict_survives_safetensors(tmp_path):
     layer, _ = _layer()
     before = layer.codes()

@@ -105,9 +105,13 @@ def test_test_data_in_another_format_is_read_in_its_own(tmp_path):
     from sqft.search.api import SearchConfig, _validation_proxy
 
     valid = tmp_path / "valid.json"  # LLM-Adapters records (loss metric)
-    valid.write_text(json.dumps([{"instruction": f"Is {i} even?", "input": "", "output": "yes"} for i in range(4)]))
+    valid.write_text(
+        json.dumps([{"instruction": f"Is {i} even?", "input": "", "output": "yes"} for i in range(4)])
+    )
     test = tmp_path / "test.jsonl"  # multiple choice
-    test.write_text("".join(json.dumps({"query": f"Q{i}", "choices": ["a", "b"], "gold": 0}) + "\n" for i in range(3)))
+    test.write_text(
+        "".join(json.dumps({"query": f"Q{i}", "choices": ["a", "b"], "gold": 0}) + "\n" for i in range(3))
+    )
     fmt, metric, proxy, _ = _validation_proxy(
         SearchConfig(strategy="median", validation=str(valid), test_data=str(test), proxy_samples=4)
     )

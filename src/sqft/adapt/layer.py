@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sqft.adapt.variants import (
+    AdapterWeights,
     QAParams,
     adapted_linear,
-    frozen_linear,
-    masked_delta,
-    merged_weight,
+    dense_base_weights,
+    int4_base_weights,
+    int4_requantized,
     pack_mask,
     quant_codes,
     unpack_mask,
@@ -75,14 +76,21 @@ class AdapterLinear(nn.Module):
             torch.zeros(self.out_features, r_max, device=device)
         )  # (out, r_max): B = 0
         self.sparse = sparse
-        W = base_weight_fp32(base) if sparse else None
+        self.qa = qa
+        # QA on the INT-b base itself (qa_base = gptq): the integer form of eq. 3 on the codes, M = 1[q ≠ z]
+        self.int4_qa = qa is not None and is_quant_linear(base)
+        W = base_weight_fp32(base) if sparse and not self.int4_qa else None
         # M = 1[W ≠ 0], taken once here (never from the weights again), kept as one bit per weight (a bool
         # buffer would cost a byte per weight: 4.5 GB at 8B); not saved: it is a function of the base.
         self.register_buffer("mask_bits", pack_mask(W != 0) if W is not None else None, persistent=False)
-        self.qa = qa
         if qa is not None:
             self.register_buffer("qa_scale", qa.scale.float().to(device), persistent=False)  # (out, G)
             self.register_buffer("qa_zero", qa.zero.float().to(device), persistent=False)  # (out, G)
+        if self.int4_qa:
+            _, scale_t, zero_t = self._codes_t()
+            assert torch.equal(scale_t.T, self.qa_scale) and torch.equal(zero_t.T, self.qa_zero), (
+                "QA on an INT4 base must use the base's own scales and zeros"
+            )
 
     # -- state set from outside -------------------------------------------------------------------------------
     def set_active_rank(self, r: int) -> None:
@@ -97,13 +105,32 @@ class AdapterLinear(nn.Module):
     def _base_weight(self) -> torch.Tensor:
         return base_weight_fp32(self.base_layer)
 
+    def _codes_t(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The INT-b base's q (in, out), s_q and z (G, out), in its stored layout."""
+        base = self.base_layer
+        if hasattr(base, "codes_t"):
+            return base.codes_t()
+        q, scale, zero = base.codes()
+        return q.T, scale.T, zero.T
+
     @property
     def mask(self) -> torch.Tensor | None:
-        """M (out, in) bool, decoded from the packed bits (a transient tensor); None for a dense adapter."""
+        """M (out, in) bool, decoded from the packed bits or the codes (a transient tensor); None when dense."""
+        if self.int4_qa and self.sparse:
+            q, _, zero = self._codes_t()  # (in, out), (G, out)
+            return (q.view(zero.shape[0], -1, self.out_features) != zero.unsqueeze(1)).view_as(q).T
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
-    def _mask_fn(self):
-        return None if self.mask_bits is None else (lambda: self.mask)
+    def _weights_fn(self):
+        """`weights(A, B, s, with_fixed)` of this layer's variant (see `variants.adapted_linear`)."""
+        if self.int4_qa:
+            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse)
+        mask = None if self.mask_bits is None else (lambda: self.mask)
+        return dense_base_weights(self._base_weight, mask, self._qa())
+
+    def _weights(self) -> AdapterWeights:
+        r = self.active_rank
+        return self._weights_fn()(self.lora_A[:r], self.lora_B[:, :r], self.scaling, False)
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -112,20 +139,25 @@ class AdapterLinear(nn.Module):
     # -- PEFT protocol ----------------------------------------------------------------------------------------
     def delta_weight(self) -> torch.Tensor:
         """L = s · (B_r A_r) ⊙ M in fp32 (out, in) at the active rank."""
-        r = self.active_rank
-        return masked_delta(self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.mask)
+        return self._weights().delta
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
         """W + L (or its fake-quantized Ŵ for QA) in fp32 (out, in): what eval-mode `forward` multiplies by."""
-        return merged_weight(self._base_weight(), self.delta_weight(), self._qa())
+        return self._weights().eff
 
     @torch.no_grad()
     def merged_codes(self) -> torch.Tensor:
-        """QA-SparsePEFT: Q = clamp(round((W + L) / s_q) + z, 0, 2^b − 1), int32 (out, in)."""
+        """QA-SparsePEFT: Q = clamp(round((W + L) / s_q) + z, 0, 2^b − 1), int32 (out, in): the codes of Ŵ."""
         assert self.qa is not None, "merged_codes needs a quantization-aware adapter"
-        W_m = self._base_weight() + self.delta_weight()
-        return quant_codes(W_m, self._qa())
+        r = self.active_rank
+        if self.int4_qa:
+            q, scale, zero = self._codes_t()
+            Q, _, _ = int4_requantized(
+                q, scale, zero, self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.qa.bits, self.sparse
+            )
+            return Q.view(self.in_features, self.out_features).T.to(torch.int32).contiguous()
+        return quant_codes(self._base_weight() + self.delta_weight(), self._qa())
 
     @torch.no_grad()
     def merge(self) -> nn.Module:
@@ -153,14 +185,8 @@ class AdapterLinear(nn.Module):
         dropout_on = self.training and isinstance(self.lora_dropout, nn.Dropout)
         x_drop = self.lora_dropout(x) if dropout_on else None
         if self.sparse or self.qa is not None:
-            return adapted_linear(
-                x, x_drop, A, B, self._base_weight, self._mask_fn(), self.scaling, self._qa(), self.bias
-            )
-        if is_quant_linear(self.base_layer):
-            y = frozen_linear(x, self._base_weight)
-            y = y if self.bias is None else y + self.bias.to(y.dtype)
-        else:
-            y = self.base_layer(x)
+            return adapted_linear(x, x_drop, A, B, self.scaling, self._weights_fn(), self.bias)
+        y = self.base_layer(x)  # an INT4 base recomputes its weight in backward (`frozen_linear`)
         xa = x if x_drop is None else x_drop
         dt = y.dtype
         return y + F.linear(F.linear(xa.to(dt), A.to(dt)), B.to(dt)) * self.scaling

@@ -3,10 +3,11 @@
     L   = s · (B A) ⊙ M                     SparsePEFT delta (M = 1 when the adapter is dense)
     W_m = W + L                             merged weight
     Ŵ   = s_q · (clamp(round(W_m / s_q) + z, 0, 2^b − 1) − z)     QA-SparsePEFT, STE gradient
+    Q   = clamp(q + round(L / s_q), 0, 2^b − 1)                     the same on an INT-b base W = s_q (q − z)
 
 `adapted_linear` computes `y = x W_mᵀ` (or `x Ŵᵀ`) with one GEMM when dropout is off, and
-`y = x (W_m − L)ᵀ + dropout(x) Lᵀ` with two GEMMs when it is on (dropout feeds only the adapter branch; the
-value of the fixed part is the exact merged weight minus L). Its backward *recomputes* L and W_m from (A, B)
+`y = x Wᵀ + dropout(x) Lᵀ` (QA: `x (Ŵ − L)ᵀ + dropout(x) Lᵀ`) with two GEMMs when it is on (dropout feeds only
+the adapter branch). Its backward *recomputes* L and W_m from (A, B)
 instead of storing them, so a layer keeps only its inputs for backward, as plain LoRA does. All weight algebra
 is done in fp32 and cast to the compute dtype once, so training's eval forward and the merged model use the
 very same weight (bit for bit).
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from sqft.quantize.primitives import qmax
+from sqft.quantize.qlinear import compute_dtype
 
 __all__ = [
     "QAParams",
@@ -30,8 +33,12 @@ __all__ = [
     "fake_quant_groups",
     "quant_codes",
     "merged_weight",
+    "requantized_codes",
+    "AdapterWeights",
+    "dense_base_weights",
+    "int4_requantized",
+    "int4_base_weights",
     "adapted_linear",
-    "frozen_linear",
 ]
 
 
@@ -99,66 +106,150 @@ def merged_weight(W: torch.Tensor, L: torch.Tensor, qa: QAParams | None) -> torc
     return W_m if qa is None else fake_quant_groups(W_m, qa)
 
 
-def _fixed_part(base_weight, W_eff: torch.Tensor, L: torch.Tensor, qa: QAParams | None) -> torch.Tensor:
-    """The part of W_eff that sees x (not dropout(x)): W for SparsePEFT, Ŵ − L for QA (STE gives L its grad)."""
-    return base_weight().float() if qa is None else W_eff - L
+def requantized_codes(q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """Q = clamp(q + round(L / s_q), 0, 2^b − 1): eq. 3 on an INT-b base, in integer form. fp32, shape of L.
+
+    The base is W = s_q (q − z) exactly, so round(W_m / s_q) + z = q + round(L / s_q) with no fp round trip
+    through W (an exact tie L / s_q = k + ½ rounds to even in L / s_q, not in the sum). q, L: (G, gs, out)
+    in the stored (in, out) layout; scale (G, 1, out). Where L = 0 (pruned: M = 0) Q = q exactly.
+    """
+    Q = torch.round(L / scale)
+    return Q.add_(q).clamp_(0, qmax(bits))
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    dev = x.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+class AdapterWeights(NamedTuple):
+    """What one adapted linear multiplies by, all (out, in) fp32 (possibly transposed views)."""
+
+    eff: torch.Tensor  # W_eff = W + L (SparsePEFT) or Ŵ (QA): the merged layer's weight
+    delta: torch.Tensor  # L
+    fixed: torch.Tensor | None  # the part x (not dropout(x)) sees: W, or Ŵ − L for QA; None unless asked
+    mask: torch.Tensor | None  # M bool; None for a dense adapter
+
+
+WeightsFn = Callable[[torch.Tensor, torch.Tensor, float, bool], AdapterWeights]  # (A, B, s, with_fixed)
+
+
+def dense_base_weights(
+    base_weight: Callable[[], torch.Tensor],
+    mask: Callable[[], torch.Tensor] | None,
+    qa: QAParams | None,
+) -> WeightsFn:
+    """`weights(A, B, s, with_fixed)` over a floating-point base W (out, in): SparsePEFT, or QA with given (s_q, z)."""
+
+    def weights(A: torch.Tensor, B: torch.Tensor, s: float, with_fixed: bool) -> AdapterWeights:
+        M = mask() if mask is not None else None
+        L = masked_delta(A, B, s, M)
+        W = base_weight().float()
+        W_eff = merged_weight(W, L, qa)
+        fixed = (W if qa is None else W_eff - L) if with_fixed else None  # SparsePEFT: exactly W
+        return AdapterWeights(W_eff, L, fixed, M)
+
+    return weights
+
+
+def int4_requantized(
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    zero: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    s: float,
+    bits: int,
+    masked: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """QA-SparsePEFT on an INT-b base, in its stored (in, out) layout: (Q, Lᵀ, Mᵀ), each (G, gs, out).
+
+    q (in, out) int codes, scale/zero (G, out); A (r, in), B (out, r). M = 1[q ≠ z] comes from the codes (the
+    base weight is exactly 0 where q = z), so no mask needs storing; L = s (B A) ⊙ M; Q by `requantized_codes`.
+    """
+    n_in, out = q.shape
+    G = scale.shape[0]
+    q = q.view(G, n_in // G, out)  # (G, gs, out)
+    scale, zero = scale.unsqueeze(1), zero.unsqueeze(1)  # (G, 1, out)
+    L_t = (A.float().T @ B.float().T).mul_(s).view(G, -1, out)  # s (B A)ᵀ
+    M_t = q != zero if masked else None
+    if M_t is not None:
+        L_t.mul_(M_t)
+    return requantized_codes(q, L_t, scale, bits), L_t, M_t
+
+
+def int4_base_weights(
+    codes_t: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]], bits: int, masked: bool
+) -> WeightsFn:
+    """`weights(A, B, s, with_fixed)` for QA-SparsePEFT on the INT-b base itself (qa_base = gptq).
+
+    `codes_t()` gives the base's q (in, out), s_q and z (G, out). Everything is computed in that stored layout
+    (no transposed copies) and returned as (out, in) views.
+    """
+
+    def weights(A: torch.Tensor, B: torch.Tensor, s: float, with_fixed: bool) -> AdapterWeights:
+        q, scale, zero = codes_t()
+        n_in, out = q.shape
+        Q, L_t, M_t = int4_requantized(q, scale, zero, A, B, s, bits, masked)
+        W_hat_t = Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1))  # Ŵᵀ = s_q (Q − z), in place of Q
+
+        def out_in(t: torch.Tensor) -> torch.Tensor:
+            return t.view(n_in, out).T
+
+        fixed = out_in(W_hat_t - L_t) if with_fixed else None
+        return AdapterWeights(out_in(W_hat_t), out_in(L_t), fixed, None if M_t is None else out_in(M_t))
+
+    return weights
+
+
+def _outer(g: torch.Tensor, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """gᵀ x (out, in) over all tokens, laid out like `like` (so the elementwise ops that follow run contiguous)."""
+    g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1]).to(g.dtype)
+    if like.is_contiguous() or not like.T.is_contiguous():
+        return g2.T @ x2
+    return (x2.T @ g2).T  # like is an (in, out) tensor seen as (out, in)
 
 
 class _AdaptedLinear(torch.autograd.Function):
-    """y = x W_effᵀ + b (x_drop None) or x (W_eff − L)ᵀ + b + x_drop Lᵀ; grads to x, x_drop, A, B.
+    """y = x W_effᵀ + b (x_drop None) or x W_fixᵀ + b + x_drop Lᵀ; grads to x, x_drop, A, B.
 
-    Saves only (x, x_drop, A, B); W_eff and L are recomputed in backward (memory ≈ LoRA's).
+    Saves only (x, x_drop, A, B); the weights are recomputed in backward (memory ≈ LoRA's).
     """
 
     @staticmethod
-    def forward(ctx, x, x_drop, A, B, base_weight, mask, s, qa, bias):  # type: ignore[override]
+    def forward(ctx, x, x_drop, A, B, s, weights, bias):  # type: ignore[override]
         dt = x.dtype
-        L = masked_delta(A, B, s, mask() if mask is not None else None)
-        W_eff = merged_weight(base_weight(), L, qa)
+        w = weights(A, B, s, x_drop is not None)
         bias = bias.to(dt) if bias is not None else None
         if x_drop is None:
-            y = F.linear(x, W_eff.to(dt), bias)  # exactly the merged layer's forward
+            y = F.linear(x, w.eff.to(dt), bias)  # exactly the merged layer's forward
         else:
-            W_fix = _fixed_part(base_weight, W_eff, L, qa)
-            y = F.linear(x, W_fix.to(dt), bias) + F.linear(x_drop, L.to(dt))
+            y = F.linear(x, w.fixed.to(dt), bias) + F.linear(x_drop, w.delta.to(dt))
         ctx.save_for_backward(x, x_drop, A, B)
-        ctx.base_weight, ctx.mask, ctx.s, ctx.qa = base_weight, mask, s, qa
+        ctx.weights, ctx.s = weights, s
         return y
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         x, x_drop, A, B = ctx.saved_tensors
-        M, s = (
-            (ctx.mask() if ctx.mask is not None else None),
-            ctx.s,
-        )  # decoded again: no (out, in) copy is kept
-        L = masked_delta(A, B, s, M)  # recomputed: (out, in)
-        W_eff = merged_weight(ctx.base_weight(), L, ctx.qa)
+        w = ctx.weights(
+            A, B, ctx.s, x_drop is not None
+        )  # recomputed: no (out, in) tensor is kept from forward
         dt = g.dtype
         grad_x = grad_xd = None
         if x_drop is None:
             if ctx.needs_input_grad[0]:
-                grad_x = g @ W_eff.to(dt)
+                grad_x = g @ w.eff.to(dt)
             x_in = x
         else:
             if ctx.needs_input_grad[0]:
-                grad_x = g @ _fixed_part(ctx.base_weight, W_eff, L, ctx.qa).to(dt)
+                grad_x = g @ w.fixed.to(dt)
             if ctx.needs_input_grad[1]:
-                grad_xd = g @ L.to(dt)
+                grad_xd = g @ w.delta.to(dt)
             x_in = x_drop
-        # ∂loss/∂L = gᵀ x_in (straight-through for QA: ∂Ŵ/∂W_m = I), masked, then chained into A and B.
-        grad_L = (g.reshape(-1, g.shape[-1]).T @ x_in.reshape(-1, x_in.shape[-1]).to(dt)).float()  # (out, in)
-        if M is not None:
-            grad_L = grad_L * M
-        grad_L = grad_L * s
+        # ∂loss/∂(s B A) = (gᵀ x_in) ⊙ M (straight-through for QA: ∂Ŵ/∂W_m = I), chained into A and B.
+        grad_L = _outer(g, x_in, w.delta).float()  # (out, in)
+        if w.mask is not None:
+            grad_L.mul_(w.mask)
+        grad_L.mul_(ctx.s)
         grad_A = (B.float().T @ grad_L).to(A.dtype)  # (r, in)
         grad_B = (grad_L @ A.float().T).to(B.dtype)  # (out, r)
-        return grad_x, grad_xd, grad_A, grad_B, None, None, None, None, None
+        return grad_x, grad_xd, grad_A, grad_B, None, None, None
 
 
 def adapted_linear(
@@ -166,38 +257,17 @@ def adapted_linear(
     x_drop: torch.Tensor | None,
     A: torch.Tensor,
     B: torch.Tensor,
-    base_weight: Callable[[], torch.Tensor],
-    mask: Callable[[], torch.Tensor] | None,
     s: float,
-    qa: QAParams | None,
+    weights: WeightsFn,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked (and optionally quantization-aware) adapted linear; `x_drop=None` when dropout is off.
 
-    `base_weight()` and `mask()` give W and M (out, in) on demand, in forward and again in backward, so that
-    neither an fp32 weight nor a byte-per-weight mask of every layer stays alive between the two.
+    `weights(A, B, s, with_fixed)` (`dense_base_weights` / `int4_base_weights`) builds W_eff, L and M on demand, in
+    forward and again in backward, so no (out, in) tensor of any layer stays alive between the two.
     """
-    dt = _compute_dtype(x)
+    dt = compute_dtype(x)
     x = x.to(dt)
     x_drop = x_drop.to(dt) if x_drop is not None else None
     with torch.autocast(x.device.type, enabled=False):
-        return _AdaptedLinear.apply(x, x_drop, A, B, base_weight, mask, s, qa, bias)
-
-
-class _FrozenLinear(torch.autograd.Function):
-    """y = x Wᵀ for a weight made on the fly (INT4 dequantized); backward recomputes W instead of storing it."""
-
-    @staticmethod
-    def forward(ctx, x, base_weight):  # type: ignore[override]
-        ctx.base_weight = base_weight
-        return F.linear(x, base_weight().to(x.dtype))
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        return g @ ctx.base_weight().to(g.dtype), None
-
-
-def frozen_linear(x: torch.Tensor, base_weight: Callable[[], torch.Tensor]) -> torch.Tensor:
-    dt = _compute_dtype(x)
-    with torch.autocast(x.device.type, enabled=False):
-        return _FrozenLinear.apply(x.to(dt), base_weight)
+        return _AdaptedLinear.apply(x, x_drop, A, B, s, weights, bias)

@@ -24,7 +24,9 @@ def _texts_from_records(records: list, field: str, where: str) -> list[str]:
             continue
         if not isinstance(rec, dict) or field not in rec:
             keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-            raise SqftError(f"{where}: record {i + 1} has no field '{field}' (it has {keys}); pass --text-field")
+            raise SqftError(
+                f"{where}: record {i + 1} has no field '{field}' (it has {keys}); pass --text-field"
+            )
         texts.append(str(rec[field]))
     return texts
 
@@ -35,7 +37,9 @@ def load_texts(source: str | os.PathLike, field: str = "text", split: str = "tra
     suffix = p.suffix.lower()
     if p.exists():
         if not p.is_file():
-            raise SqftError(f"calibration source '{p}' is a directory: pass a .txt/.jsonl/.json/.parquet file")
+            raise SqftError(
+                f"calibration source '{p}' is a directory: pass a .txt/.jsonl/.json/.parquet file"
+            )
         if suffix == ".txt":
             texts = [p.read_text(encoding="utf-8")]
         elif suffix == ".jsonl":
@@ -60,7 +64,9 @@ def load_texts(source: str | os.PathLike, field: str = "text", split: str = "tra
                 raise SqftError(f"{p}: no column '{field}' (it has {table.column_names}); pass --text-field")
             texts = [str(t) for t in table.column(field).to_pylist()]
         else:
-            raise SqftError(f"calibration file '{p}' has an unknown type '{suffix}': use .txt, .jsonl, .json or .parquet")
+            raise SqftError(
+                f"calibration file '{p}' has an unknown type '{suffix}': use .txt, .jsonl, .json or .parquet"
+            )
     elif suffix in (".txt", ".jsonl", ".json", ".parquet") or str(source).startswith((".", "/")):
         raise SqftError(f"calibration file '{p}' does not exist")
     else:

@@ -150,7 +150,9 @@ def run_layerwise(
                 for h in handles:
                     h.remove()
         for name, lin in linears.items():
-            result.figures[f"{prefix}.{i}.{name}"] = process(f"{prefix}.{i}.{name}", lin, stats.pop(name, None))
+            result.figures[f"{prefix}.{i}.{name}"] = process(
+                f"{prefix}.{i}.{name}", lin, stats.pop(name, None)
+            )
         if hidden:
             hidden = _run_block(layer, hidden, kwargs, device, offload, batch_size)
         layer.to(offload)

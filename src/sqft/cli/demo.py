@@ -29,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from sqft.demo import DemoConfig, run_demo
 
     t0 = time.perf_counter()
-    cfg = DemoConfig(model=args.model, output=args.output, device=args.device, max_steps=args.steps,
-                     n_train=args.train, n_test=args.test)
+    cfg = DemoConfig(
+        model=args.model,
+        output=args.output,
+        device=args.device,
+        max_steps=args.steps,
+        n_train=args.train,
+        n_test=args.test,
+    )
     table, _ = run_demo(cfg, quiet=args.quiet)
     print(table)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; artifacts and demo.md in {args.output}")

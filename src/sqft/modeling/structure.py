@@ -27,7 +27,17 @@ __all__ = [
 ]
 
 # Llama-family decoders whose blocks are `model.model.layers[i]` with plain nn.Linear projections.
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "gemma", "gemma2", "granite")
+SUPPORTED_MODEL_TYPES = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "smollm3",
+    "gemma",
+    "gemma2",
+    "granite",
+)
 
 # Every linear of a Llama-family block; Phi-3 fuses q,k,v into qkv_proj and gate,up into gate_up_proj.
 DEFAULT_TARGETS = (

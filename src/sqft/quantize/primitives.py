@@ -85,7 +85,7 @@ def quantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """ŵ = s · (q − z) in fp32. A code equal to the zero point gives exactly 0."""
-    return scale * (q.float() - zero)
+    return scale * (q - zero.float())  # int − float promotes in the same pass
 
 
 def fake_quantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ Buffers (the checkpoint's tensors, same names and shapes):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,34 @@ from sqft.quantize.packing import (
 )
 from sqft.quantize.primitives import dequantize, qmax
 
-__all__ = ["QuantLinear", "dequantized_weights"]
+__all__ = ["QuantLinear", "dequantized_weights", "frozen_linear", "compute_dtype"]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul on x runs in: the autocast dtype inside autocast, x's own otherwise."""
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+
+class _FrozenLinear(torch.autograd.Function):
+    """y = x Wᵀ for a weight made on the fly (INT4 dequantized); backward recomputes W instead of storing it."""
+
+    @staticmethod
+    def forward(ctx, x, weight_fn):  # type: ignore[override]
+        ctx.weight_fn = weight_fn
+        return F.linear(x, weight_fn(x.dtype))
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g @ ctx.weight_fn(g.dtype), None
+
+
+def frozen_linear(x: torch.Tensor, weight_fn: Callable[[torch.dtype], torch.Tensor]) -> torch.Tensor:
+    """y = x Wᵀ with W = weight_fn(dtype) (out, in) made in forward and again in backward, never saved: plain
+    `F.linear` would keep a dequantized copy of every INT4 layer alive until the backward reaches it."""
+    dt = compute_dtype(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return _FrozenLinear.apply(x.to(dt), weight_fn)
 
 
 class QuantLinear(nn.Module):
@@ -105,26 +132,39 @@ class QuantLinear(nn.Module):
             layer.bias = bias.detach().clone()
         return layer
 
+    def codes_t(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q int32 (in, out), scale fp32 (G, out), zero fp32 (G, out): the stored layout, no transposes."""
+        q = unpack_rows(self.qweight, self.bits, self.in_features)  # (in, out)
+        zero = unpack_zeros(self.qzeros, self.bits, self.out_features).T.float()  # (G, out), G·out is small
+        return q, self.scales.float(), zero
+
     def codes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unpacked q int32 (out, in), scale fp32 (out, G), zero fp32 (out, G), exactly as stored."""
-        q = unpack_rows(self.qweight, self.bits, self.in_features).T.contiguous()  # (out, in)
-        zero = unpack_zeros(self.qzeros, self.bits, self.out_features).float()  # (out, G)
-        return q, self.scales.float().T.contiguous(), zero
+        q, scale, zero = self.codes_t()
+        return q.T.contiguous(), scale.T.contiguous(), zero.T.contiguous()
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Ŵ = s · (q − z) as (out, in) in `dtype` (computed in fp32; cached inside `dequantized_weights`)."""
+        """Ŵ = s · (q − z) as (out, in) in `dtype` (computed in fp32; cached inside `dequantized_weights`).
+
+        Computed in the stored (in, out) layout and returned as its transposed view: `F.linear` takes it as is.
+        """
         cached = getattr(self, "_dequantized", None)
         if cached is not None:
             return cached.to(dtype)
-        q, scale, zero = self.codes()
-        out_f, in_f, gs = self.out_features, self.in_features, self.group_size
-        if in_f % gs == 0:  # groups are consecutive columns (g_idx = arange(in) // group_size): broadcast
-            W = dequantize(q.view(out_f, in_f // gs, gs), scale.unsqueeze(2), zero.unsqueeze(2))  # (out, G, gs)
-            return W.view(out_f, in_f).to(dtype)
+        q, scale, zero = self.codes_t()  # (in, out), (G, out), (G, out)
+        in_f, out_f, gs = self.in_features, self.out_features, self.group_size
+        if in_f % gs == 0:  # groups are consecutive rows of q (g_idx = arange(in) // group_size): broadcast
+            W_t = dequantize(
+                q.view(in_f // gs, gs, out_f), scale.unsqueeze(1), zero.unsqueeze(1)
+            )  # (G, gs, out)
+            return W_t.view(in_f, out_f).to(dtype).T
         g = self.g_idx.long()  # (in,)
-        return dequantize(q, scale[:, g], zero[:, g]).to(dtype)  # (out, in)
+        return dequantize(q, scale[g], zero[g]).to(dtype).T  # (out, in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:  # training through a frozen INT4 layer
+            y = frozen_linear(x, self.dequantize)
+            return y if self.bias is None else y + self.bias.to(y.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.dequantize(x.dtype), bias)
 

@@ -101,7 +101,9 @@ def _prune_linear(lin: nn.Linear, stat: Any, config: SparsifyConfig) -> dict[str
     t0 = time.perf_counter()
     W = lin.weight.data
     if config.method == "sparsegpt":
-        W_new, pruned = sparsegpt_prune(W, stat.H, config.sparsity, config.nm, config.blocksize, config.percdamp)
+        W_new, pruned = sparsegpt_prune(
+            W, stat.H, config.sparsity, config.nm, config.blocksize, config.percdamp
+        )
         W.copy_(W_new)
     else:
         score = wanda_score(W, stat.sq_norm) if config.method == "wanda" else magnitude_score(W)
@@ -165,6 +167,10 @@ def sparsify_model(io: StageIO, config: SparsifyConfig) -> dict[str, Any]:
         return result
 
     return run_calibrated_stage(
-        "sparsify", io, config, lambda m: check_pattern_fits(m, config), apply,
+        "sparsify",
+        io,
+        config,
+        lambda m: check_pattern_fits(m, config),
+        apply,
         lambda r: {"sparsity": r.report, "layers": r.layers},
     )
