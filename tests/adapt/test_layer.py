@@ -1,5 +1,7 @@
 """AdapterLinear: LoRA math, elastic ranks, SparsePEFT / QA-SparsePEFT forward and gradients."""
 
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -23,6 +25,10 @@ from sqft.quantize.rtn import rtn_quantize
 from tests.adapt.helpers import randomize_adapters_, sparse_int4_model, sparse_model, tokens
 
 EPS32 = torch.finfo(torch.float32).eps
+needs_compiler = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("g++") is None,
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 
 
 def _ref_grads(x, xd, A, B, W, M, s):
@@ -202,16 +208,18 @@ def test_int4_qa_is_eq3_in_integer_form(sparse):
     assert torch.equal(layer.merged_weight(), fake_quant_groups(W + L, layer._qa()))
 
 
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=needs_compiler)])
 @pytest.mark.parametrize("dropout_on", [False, True])
-def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_on):
-    """The INT4-code path and the dense-weight path (qa_base = fp16 on the same weight) agree in value and grad."""
+def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_on, fused):
+    """The INT4-code path (eager, or compiled into fused kernels) and the dense-weight path (qa_base = fp16 on
+    the same weight) agree in value and gradient."""
     layer, base = _int4_layer()
     W = base.dequantize()
     ref = dense_base_weights(lambda: W, lambda: W != 0, layer._qa())
     x = torch.randn(3, 5, 96, generator=torch.Generator().manual_seed(1), requires_grad=True)
     xd = (x * 1.5).detach().requires_grad_() if dropout_on else None
     A, B = layer.lora_A, layer.lora_B
-    got = adapted_linear(x, xd, A, B, layer.scaling, layer._weights_fn())
+    got = adapted_linear(x, xd, A, B, layer.scaling, layer._weights_fn(fused))
     want = adapted_linear(x, xd, A, B, layer.scaling, ref)
     assert torch.equal(got, want)
     inputs = [x, A, B] + ([xd] if dropout_on else [])

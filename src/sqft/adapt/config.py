@@ -121,6 +121,8 @@ class TrainConfig:
     seed: int = 0
     nls_seed: int = 0
     gradient_checkpointing: bool = False
+    fused: bool | None = None
+    """Remake INT4 / QA weights each step with compiled (fused) kernels; None: on when CUDA is available."""
     fsdp: bool = False
     """Shard the model with FSDP2 across the processes of `torchrun` / `accelerate launch` (DDP otherwise)."""
     mixed_precision: str = "no"

@@ -22,10 +22,12 @@ from torch import nn
 from sqft.adapt.variants import (
     AdapterWeights,
     QAParams,
+    WeightsFn,
     adapted_linear,
     dense_base_weights,
     int4_base_weights,
     int4_requantized,
+    masked_delta,
     pack_mask,
     quant_codes,
     unpack_mask,
@@ -67,6 +69,9 @@ class AdapterLinear(nn.Module):
         # s = α / r_max for every active rank (`scaling` given when this layer holds fewer rows than r_max)
         self.scaling = float(scaling) if scaling is not None else self.alpha / r_max
         self.active_rank = r_max
+        self.fused = (
+            False  # training builds its weights with compiled kernels (`sqft.fused`); set from outside
+        )
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         device = base.qweight.device if is_quant_linear(base) else base.weight.device
         A = torch.empty(r_max, self.in_features, device=device)  # (r_max, in)
@@ -121,16 +126,18 @@ class AdapterLinear(nn.Module):
             return (q.view(zero.shape[0], -1, self.out_features) != zero.unsqueeze(1)).view_as(q).T
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
-    def _weights_fn(self):
-        """`weights(A, B, s, with_fixed)` of this layer's variant (see `variants.adapted_linear`)."""
+    def _weights_fn(self, fused: bool = False) -> WeightsFn:
+        """`weights(...)` of this layer's variant (see `variants.adapted_linear`)."""
         if self.int4_qa:
-            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse)
+            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse, fused)
         mask = None if self.mask_bits is None else (lambda: self.mask)
         return dense_base_weights(self._base_weight, mask, self._qa())
 
-    def _weights(self) -> AdapterWeights:
+    def _eval_weights(self) -> AdapterWeights:
+        """The eval-mode weights at the active rank, fp32 (the eager reference path, never the fused one)."""
         r = self.active_rank
-        return self._weights_fn()(self.lora_A[:r], self.lora_B[:, :r], self.scaling, False)
+        weights = self._weights_fn(fused=False)
+        return weights(self.lora_A[:r], self.lora_B[:, :r], self.scaling, torch.float32, False, False)
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -139,12 +146,13 @@ class AdapterLinear(nn.Module):
     # -- PEFT protocol ----------------------------------------------------------------------------------------
     def delta_weight(self) -> torch.Tensor:
         """L = s · (B_r A_r) ⊙ M in fp32 (out, in) at the active rank."""
-        return self._weights().delta
+        r = self.active_rank
+        return masked_delta(self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.mask)
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
         """W + L (or its fake-quantized Ŵ for QA) in fp32 (out, in): what eval-mode `forward` multiplies by."""
-        return self._weights().eff
+        return self._eval_weights().eff
 
     @torch.no_grad()
     def merged_codes(self) -> torch.Tensor:
@@ -153,9 +161,8 @@ class AdapterLinear(nn.Module):
         r = self.active_rank
         if self.int4_qa:
             q, scale, zero = self._codes_t()
-            Q, _, _ = int4_requantized(
-                q, scale, zero, self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.qa.bits, self.sparse
-            )
+            BA_t = self.lora_A[:r].float().T @ self.lora_B[:, :r].float().T  # as in `int4_base_weights`
+            Q, _ = int4_requantized(q, scale, zero, BA_t, self.scaling, self.qa.bits, self.sparse)
             return Q.view(self.in_features, self.out_features).T.to(torch.int32).contiguous()
         return quant_codes(self._base_weight() + self.delta_weight(), self._qa())
 
@@ -185,7 +192,8 @@ class AdapterLinear(nn.Module):
         dropout_on = self.training and isinstance(self.lora_dropout, nn.Dropout)
         x_drop = self.lora_dropout(x) if dropout_on else None
         if self.sparse or self.qa is not None:
-            return adapted_linear(x, x_drop, A, B, self.scaling, self._weights_fn(), self.bias)
+            weights = self._weights_fn(fused=self.fused and self.training)
+            return adapted_linear(x, x_drop, A, B, self.scaling, weights, self.bias)
         y = self.base_layer(x)  # an INT4 base recomputes its weight in backward (`frozen_linear`)
         xa = x if x_drop is None else x_drop
         dt = y.dtype

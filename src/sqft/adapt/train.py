@@ -30,6 +30,7 @@ from sqft.adapt.nls import NLSCallback, NLSStats
 from sqft.adapt.variants import QAParams
 from sqft.data import TrainingExample, as_training_examples, build_training_dataset, pad_collate
 from sqft.errors import SqftError
+from sqft.fused import fused_by_default, set_fused
 
 __all__ = [
     "FinetuneResult",
@@ -215,6 +216,8 @@ def finetune(
     collate = pad_collate(tokenizer)  # data errors surface before the model is changed
     layers = inject_adapters(model, adapt, qa_params, seed=train.seed)
     int4 = any(is_quant_linear(m.base_layer) for m in layers.values())
+    fused = fused_by_default() if train.fused is None else train.fused
+    n_fusable = set_fused(model, fused)
     train = train.resolved(adapt, int4_base=int4)
     args = _training_args(train, Path(work_dir), progress)
     callbacks = []
@@ -264,5 +267,7 @@ def finetune(
         "adapter_layers": len(adapter_layers(model)),
         "world_size": world_size(),
         "distributed": _engine(trainer),
+        "fused_layers": n_fusable if fused else 0,
     }
+    set_fused(model, False)  # back to the eager reference path after training
     return FinetuneResult(model, train, nls.stats if nls else None, figures)

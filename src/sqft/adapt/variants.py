@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from sqft.fused import Fusable
 from sqft.quantize.primitives import qmax
 from sqft.quantize.qlinear import compute_dtype
 
@@ -38,6 +39,7 @@ __all__ = [
     "dense_base_weights",
     "int4_requantized",
     "int4_base_weights",
+    "WeightsFn",
     "adapted_linear",
 ]
 
@@ -118,15 +120,22 @@ def requantized_codes(q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bit
 
 
 class AdapterWeights(NamedTuple):
-    """What one adapted linear multiplies by, all (out, in) fp32 (possibly transposed views)."""
+    """What one adapted linear multiplies by, (out, in) in the compute dtype (transposed views when `stored_t`).
 
-    eff: torch.Tensor  # W_eff = W + L (SparsePEFT) or Ŵ (QA): the merged layer's weight
-    delta: torch.Tensor  # L
-    fixed: torch.Tensor | None  # the part x (not dropout(x)) sees: W, or Ŵ − L for QA; None unless asked
-    mask: torch.Tensor | None  # M bool; None for a dense adapter
+    Without dropout: `eff` = W + L (SparsePEFT) or Ŵ (QA), the merged layer's weight. With dropout: `fixed`, the
+    part x sees (W, or Ŵ − L for QA), and `delta` = L, the part dropout(x) sees. `mask` (M, bool) only for the
+    backward of a sparse adapter.
+    """
+
+    eff: torch.Tensor | None
+    fixed: torch.Tensor | None
+    delta: torch.Tensor | None
+    mask: torch.Tensor | None
+    stored_t: bool = False  # computed in an (in, out) layout: ∂L is formed in that layout too
 
 
-WeightsFn = Callable[[torch.Tensor, torch.Tensor, float, bool], AdapterWeights]  # (A, B, s, with_fixed)
+WeightsFn = Callable[[torch.Tensor, torch.Tensor, float, torch.dtype, bool, bool], AdapterWeights]
+"""weights(A, B, s, dtype, dropout, backward)"""
 
 
 def dense_base_weights(
@@ -134,15 +143,18 @@ def dense_base_weights(
     mask: Callable[[], torch.Tensor] | None,
     qa: QAParams | None,
 ) -> WeightsFn:
-    """`weights(A, B, s, with_fixed)` over a floating-point base W (out, in): SparsePEFT, or QA with given (s_q, z)."""
+    """`weights(...)` over a floating-point base W (out, in): SparsePEFT, or QA with given (s_q, z)."""
 
-    def weights(A: torch.Tensor, B: torch.Tensor, s: float, with_fixed: bool) -> AdapterWeights:
+    def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
         M = mask() if mask is not None else None
         L = masked_delta(A, B, s, M)
         W = base_weight().float()
         W_eff = merged_weight(W, L, qa)
-        fixed = (W if qa is None else W_eff - L) if with_fixed else None  # SparsePEFT: exactly W
-        return AdapterWeights(W_eff, L, fixed, M)
+        M = M if backward else None
+        if not dropout:
+            return AdapterWeights(W_eff.to(dtype), None, None, M)
+        fixed = W if qa is None else W_eff - L  # SparsePEFT: exactly W
+        return AdapterWeights(None, fixed.to(dtype), L.to(dtype), M)
 
     return weights
 
@@ -151,58 +163,75 @@ def int4_requantized(
     q: torch.Tensor,
     scale: torch.Tensor,
     zero: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
+    BA_t: torch.Tensor,
     s: float,
     bits: int,
     masked: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """QA-SparsePEFT on an INT-b base, in its stored (in, out) layout: (Q, Lᵀ, Mᵀ), each (G, gs, out).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """QA-SparsePEFT on an INT-b base, in its stored (in, out) layout: (Q, Lᵀ), each (G, gs, out).
 
-    q (in, out) int codes, scale/zero (G, out); A (r, in), B (out, r). M = 1[q ≠ z] comes from the codes (the
+    q (in, out) int codes, scale/zero (G, out), BA_t = (B A)ᵀ (in, out). M = 1[q ≠ z] comes from the codes (the
     base weight is exactly 0 where q = z), so no mask needs storing; L = s (B A) ⊙ M; Q by `requantized_codes`.
     """
     n_in, out = q.shape
     G = scale.shape[0]
     q = q.view(G, n_in // G, out)  # (G, gs, out)
-    scale, zero = scale.unsqueeze(1), zero.unsqueeze(1)  # (G, 1, out)
-    L_t = (A.float().T @ B.float().T).mul_(s).view(G, -1, out)  # s (B A)ᵀ
-    M_t = q != zero if masked else None
-    if M_t is not None:
-        L_t.mul_(M_t)
-    return requantized_codes(q, L_t, scale, bits), L_t, M_t
+    L_t = BA_t.view(G, -1, out) * s
+    if masked:
+        L_t = L_t * (q != zero.unsqueeze(1))  # zero (G, 1, out)
+    return requantized_codes(q, L_t, scale.unsqueeze(1), bits), L_t
+
+
+def _int4_eff_t(q, scale, zero, BA_t, s: float, bits: int, masked: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Ŵᵀ = s_q (Q − z) (in, out) in `dtype`: everything after the (B A)ᵀ matmul, one fusable chain."""
+    Q, _ = int4_requantized(q, scale, zero, BA_t, s, bits, masked)
+    return ((Q - zero.unsqueeze(1)) * scale.unsqueeze(1)).view(q.shape).to(dtype)
+
+
+def _int4_fixed_delta_t(q, scale, zero, BA_t, s: float, bits: int, masked: bool, dtype: torch.dtype):
+    """((Ŵ − L)ᵀ, Lᵀ) (in, out) in `dtype`, for the dropout form; one fusable chain."""
+    Q, L_t = int4_requantized(q, scale, zero, BA_t, s, bits, masked)
+    W_hat_t = (Q - zero.unsqueeze(1)) * scale.unsqueeze(1)
+    return (W_hat_t - L_t).view(q.shape).to(dtype), L_t.view(q.shape).to(dtype)
+
+
+int4_eff_t = Fusable(_int4_eff_t)
+int4_fixed_delta_t = Fusable(_int4_fixed_delta_t)
 
 
 def int4_base_weights(
-    codes_t: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]], bits: int, masked: bool
+    codes_t: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    bits: int,
+    masked: bool,
+    fused: bool,
 ) -> WeightsFn:
-    """`weights(A, B, s, with_fixed)` for QA-SparsePEFT on the INT-b base itself (qa_base = gptq).
+    """`weights(...)` for QA-SparsePEFT on the INT-b base itself (qa_base = gptq).
 
     `codes_t()` gives the base's q (in, out), s_q and z (G, out). Everything is computed in that stored layout
-    (no transposed copies) and returned as (out, in) views.
+    (no transposed copies) and returned as (out, in) views; `fused`: the compiled chains (training only).
     """
 
-    def weights(A: torch.Tensor, B: torch.Tensor, s: float, with_fixed: bool) -> AdapterWeights:
+    def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
         q, scale, zero = codes_t()
-        n_in, out = q.shape
-        Q, L_t, M_t = int4_requantized(q, scale, zero, A, B, s, bits, masked)
-        W_hat_t = Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1))  # Ŵᵀ = s_q (Q − z), in place of Q
-
-        def out_in(t: torch.Tensor) -> torch.Tensor:
-            return t.view(n_in, out).T
-
-        fixed = out_in(W_hat_t - L_t) if with_fixed else None
-        return AdapterWeights(out_in(W_hat_t), out_in(L_t), fixed, None if M_t is None else out_in(M_t))
+        BA_t = A.float().T @ B.float().T  # (in, out)
+        args = (q, scale, zero, BA_t, s, bits, masked, dtype)
+        M_t = None
+        if backward and masked:
+            M_t = (q.view(scale.shape[0], -1, q.shape[1]) != zero.unsqueeze(1)).view(q.shape)
+        M = None if M_t is None else M_t.T
+        if not dropout:
+            eff_t = int4_eff_t.fused(*args) if fused else int4_eff_t(*args)
+            return AdapterWeights(eff_t.T, None, None, M, True)
+        fixed_t, L_t = int4_fixed_delta_t.fused(*args) if fused else int4_fixed_delta_t(*args)
+        return AdapterWeights(None, fixed_t.T, L_t.T, M, True)
 
     return weights
 
 
-def _outer(g: torch.Tensor, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """gᵀ x (out, in) over all tokens, laid out like `like` (so the elementwise ops that follow run contiguous)."""
+def _outer(g: torch.Tensor, x: torch.Tensor, stored_t: bool) -> torch.Tensor:
+    """gᵀ x (out, in) over all tokens, in fp32; computed as (xᵀ g)ᵀ when the weights are stored (in, out)."""
     g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1]).to(g.dtype)
-    if like.is_contiguous() or not like.T.is_contiguous():
-        return g2.T @ x2
-    return (x2.T @ g2).T  # like is an (in, out) tensor seen as (out, in)
+    return ((x2.T @ g2).T if stored_t else g2.T @ x2).float()
 
 
 class _AdaptedLinear(torch.autograd.Function):
@@ -214,12 +243,12 @@ class _AdaptedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_drop, A, B, s, weights, bias):  # type: ignore[override]
         dt = x.dtype
-        w = weights(A, B, s, x_drop is not None)
+        w = weights(A, B, s, dt, x_drop is not None, False)
         bias = bias.to(dt) if bias is not None else None
         if x_drop is None:
-            y = F.linear(x, w.eff.to(dt), bias)  # exactly the merged layer's forward
+            y = F.linear(x, w.eff, bias)  # exactly the merged layer's forward
         else:
-            y = F.linear(x, w.fixed.to(dt), bias) + F.linear(x_drop, w.delta.to(dt))
+            y = F.linear(x, w.fixed, bias) + F.linear(x_drop, w.delta)
         ctx.save_for_backward(x, x_drop, A, B)
         ctx.weights, ctx.s = weights, s
         return y
@@ -227,23 +256,20 @@ class _AdaptedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         x, x_drop, A, B = ctx.saved_tensors
-        w = ctx.weights(
-            A, B, ctx.s, x_drop is not None
-        )  # recomputed: no (out, in) tensor is kept from forward
-        dt = g.dtype
+        w = ctx.weights(A, B, ctx.s, g.dtype, x_drop is not None, True)  # remade: nothing kept from forward
         grad_x = grad_xd = None
         if x_drop is None:
             if ctx.needs_input_grad[0]:
-                grad_x = g @ w.eff.to(dt)
+                grad_x = g @ w.eff
             x_in = x
         else:
             if ctx.needs_input_grad[0]:
-                grad_x = g @ w.fixed.to(dt)
+                grad_x = g @ w.fixed
             if ctx.needs_input_grad[1]:
-                grad_xd = g @ w.delta.to(dt)
+                grad_xd = g @ w.delta
             x_in = x_drop
         # ∂loss/∂(s B A) = (gᵀ x_in) ⊙ M (straight-through for QA: ∂Ŵ/∂W_m = I), chained into A and B.
-        grad_L = _outer(g, x_in, w.delta).float()  # (out, in)
+        grad_L = _outer(g, x_in, w.stored_t)  # (out, in)
         if w.mask is not None:
             grad_L.mul_(w.mask)
         grad_L.mul_(ctx.s)
@@ -263,8 +289,8 @@ def adapted_linear(
 ) -> torch.Tensor:
     """Masked (and optionally quantization-aware) adapted linear; `x_drop=None` when dropout is off.
 
-    `weights(A, B, s, with_fixed)` (`dense_base_weights` / `int4_base_weights`) builds W_eff, L and M on demand, in
-    forward and again in backward, so no (out, in) tensor of any layer stays alive between the two.
+    `weights` (`dense_base_weights` / `int4_base_weights`) builds what each pass needs on demand, in forward and
+    again in backward, so no (out, in) tensor of any layer stays alive between the two.
     """
     dt = compute_dtype(x)
     x = x.to(dt)

@@ -113,6 +113,12 @@ def add_parser(subparsers) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed for init, data order and dropout")
     t.add_argument("--nls-seed", type=int, default=0, help="seed of the NLS configuration sampler")
     t.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="remake INT4 / QA weights with compiled (fused) kernels in training (default: on with CUDA)",
+    )
+    t.add_argument(
         "--fsdp",
         action="store_true",
         help="shard the model with FSDP2 when launched by torchrun/accelerate launch (default: DDP)",
@@ -176,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         nls_seed=args.nls_seed,
         gradient_checkpointing=args.grad_checkpointing,
         fsdp=args.fsdp,
+        fused=args.fused,
         mixed_precision=precision,
         mask_prompt=args.mask_prompt,
         save_steps=args.save_steps,

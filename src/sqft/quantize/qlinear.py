@@ -5,7 +5,8 @@ Buffers (the checkpoint's tensors, same names and shapes):
     qzeros  int32 (G, ceil(out·b/32))    zero points packed along `out` (in memory: z itself, as GPTQ v2;
                                          the v1 file format's z − 1 is applied by sqft.quantize.format)
     scales  fp16  (G, out)
-    g_idx   int32 (in,)                  group of each input column (arange(in) // group_size)
+    g_idx   int32 (in,)                  group of each input column: arange(in) // group_size (act-order
+                                         checkpoints, whose g_idx is a permutation, are refused on load)
     bias    (out,) optional
 ŵ = s · (q − z). Dtype casts of the module (`.half()`, `.to(torch.bfloat16)`) never touch the fp16 scales.
 """
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sqft.errors import SqftError
+from sqft.fused import Fusable
 from sqft.quantize.packing import (
     SUPPORTED_BITS,
     pack_rows,
@@ -60,6 +62,21 @@ def frozen_linear(x: torch.Tensor, weight_fn: Callable[[torch.dtype], torch.Tens
         return _FrozenLinear.apply(x.to(dt), weight_fn)
 
 
+def _dequantize_t(
+    qweight: torch.Tensor, scales: torch.Tensor, zero: torch.Tensor, bits: int, n_in: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Ŵᵀ = s · (q − z) (in, out) in `dtype` from the packed codes, scales (G, out) and zero points (G, out)."""
+    q = unpack_rows(qweight, bits, n_in)  # (in, out)
+    G, out = scales.shape
+    W_t = dequantize(
+        q.view(G, n_in // G, out), scales.float().unsqueeze(1), zero.unsqueeze(1)
+    )  # (G, gs, out)
+    return W_t.view(n_in, out).to(dtype)
+
+
+dequantize_t = Fusable(_dequantize_t)
+
+
 class QuantLinear(nn.Module):
     """y = x Ŵᵀ + b with Ŵ dequantized from packed codes at every call."""
 
@@ -88,6 +105,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("scales", torch.ones(G, out_features, dtype=torch.float16))
         self.register_buffer("g_idx", torch.arange(in_features, dtype=torch.int32) // g)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self.fused = False  # training remakes Ŵ with a compiled kernel (`sqft.fused`); set from outside
 
     @classmethod
     def from_codes(
@@ -151,19 +169,17 @@ class QuantLinear(nn.Module):
         cached = getattr(self, "_dequantized", None)
         if cached is not None:
             return cached.to(dtype)
-        q, scale, zero = self.codes_t()  # (in, out), (G, out), (G, out)
-        in_f, out_f, gs = self.in_features, self.out_features, self.group_size
-        if in_f % gs == 0:  # groups are consecutive rows of q (g_idx = arange(in) // group_size): broadcast
-            W_t = dequantize(
-                q.view(in_f // gs, gs, out_f), scale.unsqueeze(1), zero.unsqueeze(1)
-            )  # (G, gs, out)
-            return W_t.view(in_f, out_f).to(dtype).T
-        g = self.g_idx.long()  # (in,)
-        return dequantize(q, scale[g], zero[g]).to(dtype).T  # (out, in)
+        return self._dequantize_t(dtype, fused=False).T
+
+    def _dequantize_t(self, dtype: torch.dtype, fused: bool) -> torch.Tensor:
+        zero = unpack_zeros(self.qzeros, self.bits, self.out_features).T.float()  # (G, out)
+        chain = dequantize_t.fused if fused else dequantize_t
+        return chain(self.qweight, self.scales, zero, self.bits, self.in_features, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:  # training through a frozen INT4 layer
-            y = frozen_linear(x, self.dequantize)
+            fused = self.fused and self.training
+            y = frozen_linear(x, lambda dtype: self._dequantize_t(dtype, fused).T)
             return y if self.bias is None else y + self.bias.to(y.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.dequantize(x.dtype), bias)
