@@ -6,7 +6,9 @@ autograd graph saves for backward, and the training memory: on a GPU the CUDA pe
 PEFT's LoRA on the same model and batch; QA-SparsePEFT's memory also against `qa-fp16-copy`, the design that
 holds an fp16 copy of the target weights (QA on the dequantized fp16 weights, non-target layers INT4) — the
 issue's targets are ≤ 1.1× (SparsePEFT time and memory), ≤ 1.03× (NLS vs fixed-rank sqft LoRA), ≤ 1.25× time
-and ≤ 0.6× memory vs the fp16 copy (QA). Writes JSON (and prints a table). Llama-3-8B shapes on a GPU:
+and ≤ 0.6× memory vs the fp16 copy (QA). `int4-nls` is the sqft pipeline (a dense NLS adapter on the INT4 base);
+the `-nodrop` variants run with adapter dropout 0, where the masked adapter folds into one matmul. Writes JSON (and
+prints a table). Llama-3-8B shapes on a GPU:
 
     python benchmarks/adapt_step_bench.py --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 \
         --layers 4 --batch 4 --seq 1024 --dtype bfloat16 --out bench.json
@@ -22,6 +24,7 @@ import time
 import torch
 
 from sqft.adapt import AdaptConfig, inject_adapters
+from sqft.fused import fused_by_default, set_fused
 from sqft.modeling.structure import find_target_linears
 from sqft.quantize.format import replace_module
 from sqft.quantize.qlinear import QuantLinear
@@ -92,10 +95,16 @@ def variants():
             dict(sparse=True, int4=False),
             AdaptConfig(adapter="nls", sparse_adapter=True, dropout=0.0),
         ),
+        "int4-nls": ("sqft", dict(sparse=True, int4=True), AdaptConfig(adapter="nls")),  # the sqft pipeline
         "qa-sparsepeft": (
             "sqft",
             dict(sparse=True, int4=True),
             AdaptConfig(adapter="nls", sparse_adapter=True, quantization_aware=True),
+        ),
+        "qa-sparsepeft-nodrop": (
+            "sqft",
+            dict(sparse=True, int4=True),
+            AdaptConfig(adapter="nls", sparse_adapter=True, quantization_aware=True, dropout=0.0),
         ),
         "qa-fp16-copy": (
             "sqft",
@@ -121,6 +130,7 @@ def prepare(kind, model_kw, cfg, args):
         )
     else:
         inject_adapters(model, cfg, qa_params)
+        set_fused(model, args.fused == "on" or (args.fused == "auto" and fused_by_default()))
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model.train()
@@ -145,17 +155,21 @@ def state_bytes(model, opt) -> int:
 
 
 def saved_bytes(model, x) -> int:
-    total = 0
+    """Bytes autograd keeps for backward beyond the model's own tensors: each storage once (x saved by q, k and v
+    is one tensor), and never a parameter or buffer (a frozen weight saved by `F.linear` costs nothing extra)."""
+    held = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    saved: dict[int, int] = {}
 
     def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in held:
+            saved[storage.data_ptr()] = storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x, labels=x).loss.backward()
     model.zero_grad()
-    return total
+    return sum(saved.values())
 
 
 def static_bytes(model) -> int:
@@ -216,6 +230,12 @@ def main() -> None:
         help="process: CPU seconds of this process (steadier than wall time on a shared CPU; use with --threads 1)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--fused",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="compiled weight builds on INT4 bases (sqft.fused); auto: on with CUDA, as in training",
+    )
     p.add_argument(
         "--memory-only",
         action="store_true",

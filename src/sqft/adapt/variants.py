@@ -7,10 +7,10 @@
 
 `adapted_linear` computes `y = x W_mᵀ` (or `x Ŵᵀ`) with one GEMM when dropout is off, and
 `y = x Wᵀ + dropout(x) Lᵀ` (QA: `x (Ŵ − L)ᵀ + dropout(x) Lᵀ`) with two GEMMs when it is on (dropout feeds only
-the adapter branch). Its backward *recomputes* L and W_m from (A, B)
-instead of storing them, so a layer keeps only its inputs for backward, as plain LoRA does. All weight algebra
-is done in fp32 and cast to the compute dtype once, so training's eval forward and the merged model use the
-very same weight (bit for bit).
+the adapter branch). Its backward *recomputes* the weights from (A, B) instead of storing them, so a layer keeps
+only its inputs for backward, as plain LoRA does. All weight algebra is done in fp32 and cast to the compute
+dtype once, so training's eval forward and the merged model use the very same weight (bit for bit). On an INT4
+base (`int4_base_weights`) it runs on the stored codes, optionally as compiled kernels (`sqft.fused`).
 """
 
 from __future__ import annotations
