@@ -19,7 +19,7 @@ def test_a_failed_compile_warns_once_and_runs_eagerly(caplog):
     x = torch.arange(4.0)
     with caplog.at_level(logging.WARNING, logger="sqft.fused"):
         assert torch.equal(f.fused(x), x * 2) and torch.equal(f.fused(-x - 1), -x - 2)
-    assert caplog.text.count("could not compile _data_dependent") == 1
+    assert caplog.text.count("could not compile _data_dependent") == 1 and f.failed
     assert torch.equal(f(x), x * 2)  # the plain call is always eager
 
 

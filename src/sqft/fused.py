@@ -37,6 +37,11 @@ class Fusable:
         self._compiled: Callable[..., Any] | None = None
         self._failed = False
 
+    @property
+    def failed(self) -> bool:
+        """Compiling failed once; `fused` runs eagerly from then on."""
+        return self._failed
+
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
 

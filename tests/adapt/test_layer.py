@@ -13,7 +13,10 @@ from sqft.adapt.variants import (
     QAParams,
     adapted_linear,
     dense_base_weights,
+    dense_chain,
     fake_quant_groups,
+    int4_eff_t,
+    int4_fixed_delta_t,
     masked_delta,
     pack_mask,
     quant_codes,
@@ -38,8 +41,9 @@ def _ref_grads(x, xd, A, B, W, M, s):
     return y
 
 
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=needs_compiler)])
 @pytest.mark.parametrize("dropout_on", [False, True])
-def test_masked_linear_matches_autograd_reference(dropout_on):
+def test_masked_linear_matches_autograd_reference(dropout_on, fused):
     g = torch.Generator().manual_seed(0)
     W = torch.randn(12, 16, generator=g, dtype=torch.float64)
     W[W.abs() < 0.6] = 0
@@ -48,7 +52,7 @@ def test_masked_linear_matches_autograd_reference(dropout_on):
     B = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=True)
     x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True)
     xd = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True) if dropout_on else None
-    y = adapted_linear(x, xd, A, B, 0.5, dense_base_weights(lambda: W, lambda: M, None))
+    y = adapted_linear(x, xd, A, B, 0.5, dense_base_weights(lambda: W, pack_mask(M), None, fused))
     y_ref = _ref_grads(x, xd if dropout_on else x, A, B, W, M, 0.5)
     up = torch.randn(y.shape, generator=g, dtype=torch.float64)
     inputs = [x, A, B] + ([xd] if dropout_on else [])
@@ -60,6 +64,9 @@ def test_masked_linear_matches_autograd_reference(dropout_on):
         assert (a - b).abs().max() <= tol * b.abs().max()
     # gradient of A and B only flows through kept positions: a fully-masked row gets no B gradient
     assert got[2][~M.any(dim=1)].abs().sum() == 0
+    assert not any(
+        f.failed for f in (dense_chain, int4_eff_t, int4_fixed_delta_t)
+    )  # fused really ran compiled
 
 
 def test_lora_forward_is_base_plus_scaled_low_rank():
@@ -215,7 +222,7 @@ def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_o
     the same weight) agree in value and gradient."""
     layer, base = _int4_layer()
     W = base.dequantize()
-    ref = dense_base_weights(lambda: W, lambda: W != 0, layer._qa())
+    ref = dense_base_weights(lambda: W, pack_mask(W != 0), layer._qa())
     x = torch.randn(3, 5, 96, generator=torch.Generator().manual_seed(1), requires_grad=True)
     xd = (x * 1.5).detach().requires_grad_() if dropout_on else None
     A, B = layer.lora_A, layer.lora_B
@@ -226,3 +233,6 @@ def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_o
     up = torch.randn(got.shape, generator=torch.Generator().manual_seed(2))
     for a, b in zip(torch.autograd.grad(got, inputs, up), torch.autograd.grad(want, inputs, up)):
         assert (a - b).abs().max() <= 1e2 * EPS32 * b.abs().max()  # same math, other GEMM layouts
+    assert not any(
+        f.failed for f in (dense_chain, int4_eff_t, int4_fixed_delta_t)
+    )  # fused really ran compiled

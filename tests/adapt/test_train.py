@@ -85,16 +85,19 @@ def test_gradient_checkpointing_training_matches(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("g++") is None, reason="needs a C++ compiler")
-def test_fused_kernels_train_the_same_adapter(tmp_path):
-    a = _train(sparse_int4_model, tmp_path / "a", steps=3, pipeline="sqft-qa-sparsepeft", fused=False)
-    b = _train(sparse_int4_model, tmp_path / "b", steps=3, pipeline="sqft-qa-sparsepeft", fused=True)
+@pytest.mark.parametrize(
+    "make,pipeline,n_fusable",
+    [(sparse_int4_model, "sqft-qa-sparsepeft", 10 + 14), (sparse_model, "sqft-sparsepeft", 10)],
+)
+def test_fused_kernels_train_the_same_adapter(tmp_path, make, pipeline, n_fusable):
+    a = _train(make, tmp_path / "a", steps=3, pipeline=pipeline, fused=False)
+    b = _train(make, tmp_path / "b", steps=3, pipeline=pipeline, fused=True)
     assert (a.figures["fused_layers"], b.figures["fused_layers"]) == (
         0,
-        10 + 14,
-    )  # 10 QA adapters, 14 INT4 layers
-    assert not any(
-        m.fused for m in b.model.modules() if hasattr(m, "qweight")
-    )  # switched back after training
+        n_fusable,
+    )  # adapters (+ INT4 layers)
+    fusable = [m for m in b.model.modules() if hasattr(m, "fused")]
+    assert len(fusable) == n_fusable and not any(m.fused for m in fusable)  # switched back after training
     for (n, la), lb in zip(adapter_layers(a.model).items(), adapter_layers(b.model).values()):
         assert torch.allclose(la.lora_B, lb.lora_B, atol=1e-6) and la.lora_B.abs().sum() > 0, n
 

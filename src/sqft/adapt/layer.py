@@ -26,6 +26,7 @@ from sqft.adapt.variants import (
     adapted_linear,
     dense_base_weights,
     int4_base_weights,
+    int4_mask_t,
     int4_requantized,
     masked_delta,
     pack_mask,
@@ -69,9 +70,8 @@ class AdapterLinear(nn.Module):
         # s = α / r_max for every active rank (`scaling` given when this layer holds fewer rows than r_max)
         self.scaling = float(scaling) if scaling is not None else self.alpha / r_max
         self.active_rank = r_max
-        self.fused = (
-            False  # training builds its weights with compiled kernels (`sqft.fused`); set from outside
-        )
+        # training builds its weights with compiled kernels (`sqft.fused`); set from outside
+        self.fused = False
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         device = base.qweight.device if is_quant_linear(base) else base.weight.device
         A = torch.empty(r_max, self.in_features, device=device)  # (r_max, in)
@@ -122,16 +122,15 @@ class AdapterLinear(nn.Module):
     def mask(self) -> torch.Tensor | None:
         """M (out, in) bool, decoded from the packed bits or the codes (a transient tensor); None when dense."""
         if self.int4_qa and self.sparse:
-            q, _, zero = self._codes_t()  # (in, out), (G, out)
-            return (q.view(zero.shape[0], -1, self.out_features) != zero.unsqueeze(1)).view_as(q).T
+            q, _, zero = self._codes_t()
+            return int4_mask_t(q, zero).T
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
     def _weights_fn(self, fused: bool = False) -> WeightsFn:
         """`weights(...)` of this layer's variant (see `variants.adapted_linear`)."""
         if self.int4_qa:
             return int4_base_weights(self._codes_t, self.qa.bits, self.sparse, fused)
-        mask = None if self.mask_bits is None else (lambda: self.mask)
-        return dense_base_weights(self._base_weight, mask, self._qa())
+        return dense_base_weights(self._base_weight, self.mask_bits, self._qa(), fused)
 
     def _eval_weights(self) -> AdapterWeights:
         """The eval-mode weights at the active rank, fp32 (the eager reference path, never the fused one)."""

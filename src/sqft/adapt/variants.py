@@ -38,6 +38,7 @@ __all__ = [
     "AdapterWeights",
     "dense_base_weights",
     "int4_requantized",
+    "int4_mask_t",
     "int4_base_weights",
     "WeightsFn",
     "adapted_linear",
@@ -138,23 +139,49 @@ WeightsFn = Callable[[torch.Tensor, torch.Tensor, float, torch.dtype, bool, bool
 """weights(A, B, s, dtype, dropout, backward)"""
 
 
+def _dense_chain(
+    W: torch.Tensor,
+    BA: torch.Tensor,
+    mask_bits: torch.Tensor | None,
+    s: float,
+    scale: torch.Tensor | None,
+    zero: torch.Tensor | None,
+    bits: int,
+    dtype: torch.dtype,
+    dropout: bool,
+    backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Everything after the B A matmul over a floating-point base W (out, in), one fusable chain:
+    (W_eff, None) without dropout, (W_fix, L) with it, in `dtype`; and M when `backward` (else None)."""
+    M = unpack_mask(mask_bits, W.shape[1]) if mask_bits is not None else None
+    L = BA * s if M is None else BA * s * M  # = masked_delta(A, B, s, M)
+    qa = None if scale is None else QAParams(scale, zero, bits, W.shape[1] // scale.shape[1])
+    W_eff = merged_weight(W, L, qa)
+    M = M if backward else None
+    if not dropout:
+        return W_eff.to(dtype), None, M
+    fixed = W.float() if qa is None else W_eff - L  # SparsePEFT: exactly W
+    return fixed.to(dtype), L.to(dtype), M
+
+
+dense_chain = Fusable(_dense_chain)
+
+
 def dense_base_weights(
     base_weight: Callable[[], torch.Tensor],
-    mask: Callable[[], torch.Tensor] | None,
+    mask_bits: torch.Tensor | None,
     qa: QAParams | None,
+    fused: bool = False,
 ) -> WeightsFn:
-    """`weights(...)` over a floating-point base W (out, in): SparsePEFT, or QA with given (s_q, z)."""
+    """`weights(...)` over a floating-point base W (out, in): SparsePEFT (M packed by `pack_mask`), or QA with
+    given (s_q, z) (qa_base = fp16); `fused`: the compiled chain (training only)."""
+    chain = dense_chain.fused if fused else dense_chain
+    scale, zero, bits = (None, None, 0) if qa is None else (qa.scale, qa.zero, qa.bits)
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
-        M = mask() if mask is not None else None
-        L = masked_delta(A, B, s, M)
-        W = base_weight().float()
-        W_eff = merged_weight(W, L, qa)
-        M = M if backward else None
-        if not dropout:
-            return AdapterWeights(W_eff.to(dtype), None, None, M)
-        fixed = W if qa is None else W_eff - L  # SparsePEFT: exactly W
-        return AdapterWeights(None, fixed.to(dtype), L.to(dtype), M)
+        BA = B.float() @ A.float()  # (out, in)
+        a, b, M = chain(base_weight(), BA, mask_bits, s, scale, zero, bits, dtype, dropout, backward)
+        return AdapterWeights(None, a, b, M) if dropout else AdapterWeights(a, None, None, M)
 
     return weights
 
@@ -180,6 +207,12 @@ def int4_requantized(
     if masked:
         L_t = L_t * (q != zero.unsqueeze(1))  # zero (G, 1, out)
     return requantized_codes(q, L_t, scale.unsqueeze(1), bits), L_t
+
+
+def int4_mask_t(q: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Mᵀ = 1[q ≠ z] (in, out) bool from codes q (in, out) and zero points (G, out): the pruned weights are z."""
+    G, out = zero.shape
+    return (q.view(G, -1, out) != zero.unsqueeze(1)).view(q.shape)
 
 
 def _int4_eff_t(q, scale, zero, BA_t, s: float, bits: int, masked: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -215,10 +248,7 @@ def int4_base_weights(
         q, scale, zero = codes_t()
         BA_t = A.float().T @ B.float().T  # (in, out)
         args = (q, scale, zero, BA_t, s, bits, masked, dtype)
-        M_t = None
-        if backward and masked:
-            M_t = (q.view(scale.shape[0], -1, q.shape[1]) != zero.unsqueeze(1)).view(q.shape)
-        M = None if M_t is None else M_t.T
+        M = int4_mask_t(q, zero).T if backward and masked else None
         if not dropout:
             eff_t = int4_eff_t.fused(*args) if fused else int4_eff_t(*args)
             return AdapterWeights(eff_t.T, None, None, M, True)
