@@ -28,7 +28,8 @@ def fused_by_default() -> bool:
 class Fusable:
     """`fn` with a compiled twin: `f(*args)` runs eager, `f.fused(*args)` the compiled one.
 
-    Compiled on first use (once per distinct shape set). If compiling fails (no Triton, no C++ compiler), a
+    Compiled on first use, with dynamic shapes (so once per combination of the non-tensor arguments: keep
+    those few). If compiling fails (no Triton, no C++ compiler), a
     warning is logged once and the eager `fn` is used from then on: never a failed training run.
     """
 
@@ -49,7 +50,9 @@ class Fusable:
         if self._failed:
             return self.fn(*args)
         if self._compiled is None:
-            self._compiled = torch.compile(self.fn, fullgraph=True)
+            # dynamic shapes: one kernel serves every layer shape (q, k/v, up, down), instead of one compile per
+            # shape and flag combination, which would soon hit dynamo's recompile limit
+            self._compiled = torch.compile(self.fn, fullgraph=True, dynamic=True)
         try:
             return self._compiled(*args)
         except Exception as e:  # a compiler problem; the eager function gives the same values

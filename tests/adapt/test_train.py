@@ -9,8 +9,10 @@ from safetensors.torch import load_file
 
 from sqft.adapt import AdaptConfig, TrainConfig, adapter_layers
 from sqft.adapt.train import CHECKPOINT_FILE, finetune
+from sqft.adapt.variants import dense_chain, int4_eff_t
 from sqft.data import TrainingExample
 from sqft.errors import SqftError
+from sqft.quantize.qlinear import dequantize_t
 from tests.adapt.helpers import sparse_int4_model, sparse_model
 from tests.conftest import CORPUS, char_tokenizer, tiny_llama
 
@@ -98,6 +100,9 @@ def test_fused_kernels_train_the_same_adapter(tmp_path, make, pipeline, n_fusabl
     )  # adapters (+ INT4 layers)
     fusable = [m for m in b.model.modules() if hasattr(m, "fused")]
     assert len(fusable) == n_fusable and not any(m.fused for m in fusable)  # switched back after training
+    assert not any(
+        f.failed for f in (dense_chain, int4_eff_t, dequantize_t)
+    )  # every layer shape ran compiled
     for (n, la), lb in zip(adapter_layers(a.model).items(), adapter_layers(b.model).values()):
         assert torch.allclose(la.lora_B, lb.lora_B, atol=1e-6) and la.lora_B.abs().sum() > 0, n
 

@@ -149,19 +149,17 @@ def _dense_chain(
     bits: int,
     dtype: torch.dtype,
     dropout: bool,
-    backward: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Everything after the B A matmul over a floating-point base W (out, in), one fusable chain:
-    (W_eff, None) without dropout, (W_fix, L) with it, in `dtype`; and M when `backward` (else None)."""
+    (W_eff, None) without dropout, (W_fix, L) with it, in `dtype`."""
     M = unpack_mask(mask_bits, W.shape[1]) if mask_bits is not None else None
     L = BA * s if M is None else BA * s * M  # = masked_delta(A, B, s, M)
     qa = None if scale is None else QAParams(scale, zero, bits, W.shape[1] // scale.shape[1])
     W_eff = merged_weight(W, L, qa)
-    M = M if backward else None
     if not dropout:
-        return W_eff.to(dtype), None, M
+        return W_eff.to(dtype), None
     fixed = W.float() if qa is None else W_eff - L  # SparsePEFT: exactly W
-    return fixed.to(dtype), L.to(dtype), M
+    return fixed.to(dtype), L.to(dtype)
 
 
 dense_chain = Fusable(_dense_chain)
@@ -179,8 +177,10 @@ def dense_base_weights(
     scale, zero, bits = (None, None, 0) if qa is None else (qa.scale, qa.zero, qa.bits)
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
+        W = base_weight()
         BA = B.float() @ A.float()  # (out, in)
-        a, b, M = chain(base_weight(), BA, mask_bits, s, scale, zero, bits, dtype, dropout, backward)
+        a, b = chain(W, BA, mask_bits, s, scale, zero, bits, dtype, dropout)
+        M = unpack_mask(mask_bits, W.shape[1]) if backward and mask_bits is not None else None
         return AdapterWeights(None, a, b, M) if dropout else AdapterWeights(a, None, None, M)
 
     return weights
