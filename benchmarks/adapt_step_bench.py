@@ -71,7 +71,7 @@ def build(args, sparse: bool, int4: bool, fp16_targets: bool = False):
         for name, ql in find_target_linears(model, TARGETS).items():
             qa_params[name] = qa_params_of(ql)
             lin = torch.nn.Linear(ql.in_features, ql.out_features, bias=False)
-            lin.weight.data = ql.dequantize(torch.float32)
+            lin.weight.data = ql.dequantize(torch.float32).contiguous()
             replace_module(model, name, lin)
     dtype = getattr(torch, args.dtype)
     model = model.to(args.device, dtype)

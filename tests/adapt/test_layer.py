@@ -236,3 +236,16 @@ def test_int4_qa_forward_and_gradients_match_the_fp32_weight_reference(dropout_o
     assert not any(
         f.failed for f in (dense_chain, int4_eff_t, int4_fixed_delta_t)
     )  # fused really ran compiled
+
+
+@needs_compiler
+def test_one_compiled_kernel_serves_every_layer_shape():
+    """Dynamo's recompile limit is 8 per function: a kernel per weight shape would fall back to eager at 9."""
+    g = torch.Generator().manual_seed(0)
+    for out, n_in in [(8 * k, 8 * (k + 1)) for k in range(1, 11)]:  # 10 shapes
+        W = nn.Parameter(torch.randn(out, n_in, generator=g), requires_grad=False)
+        M = W != 0
+        A, B = torch.randn(2, n_in, generator=g), torch.randn(out, 2, generator=g)
+        fused = dense_base_weights(lambda W=W: W, pack_mask(M), None, fused=True)
+        got = fused(A, B, 0.5, torch.float32, False, False).eff
+        assert torch.equal(got, W + masked_delta(A, B, 0.5, M)) and not dense_chain.failed

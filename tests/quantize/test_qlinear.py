@@ -1,10 +1,12 @@
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from sqft.errors import SqftError
-from sqft.quantize.qlinear import QuantLinear
+from sqft.quantize.qlinear import QuantLinear, dequantize_t
 from sqft.quantize.rtn import rtn_quantize
 
 
@@ -86,3 +88,13 @@ def test_dequantized_weights_cache_is_exact_and_temporary():
         assert layer._dequantized is not None
         assert torch.equal(model(x), want)
     assert layer._dequantized is None and torch.equal(model(x), want)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_fused_dequantize_is_exact_and_one_kernel_serves_every_shape():
+    for k in range(1, 11):  # 10 layer shapes: more than dynamo's recompile limit of 8
+        layer, _ = _layer(out=8 * k, inp=32 * k, bias=False)
+        assert torch.equal(
+            layer._dequantize_t(torch.bfloat16, fused=True), layer.dequantize(torch.bfloat16).T
+        )
+    assert not dequantize_t.failed

@@ -177,7 +177,7 @@ def dense_base_weights(
     scale, zero, bits = (None, None, 0) if qa is None else (qa.scale, qa.zero, qa.bits)
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
-        W = base_weight()
+        W = base_weight().detach()  # a plain tensor: compiled, parameters would get one kernel per shape
         BA = B.float() @ A.float()  # (out, in)
         a, b = chain(W, BA, mask_bits, s, scale, zero, bits, dtype, dropout)
         M = unpack_mask(mask_bits, W.shape[1]) if backward and mask_bits is not None else None
