@@ -11,7 +11,7 @@ the `-nodrop` variants run with adapter dropout 0, where the masked adapter fold
 prints a table). Llama-3-8B shapes on a GPU:
 
     python benchmarks/adapt_step_bench.py --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 \
-        --layers 4 --batch 4 --seq 1024 --dtype bfloat16 --out bench.json
+        --vocab 128256 --layers 4 --batch 4 --seq 1024 --dtype bfloat16 --out bench.json
 """
 
 from __future__ import annotations
