@@ -122,7 +122,7 @@ class TrainConfig:
     nls_seed: int = 0
     gradient_checkpointing: bool = False
     fused: bool | None = None
-    """Remake INT4 / QA weights each step with compiled (fused) kernels; None: on when CUDA is available."""
+    """Build the per-step weights (SparsePEFT, QA, INT4 bases) with compiled kernels; None: on with CUDA."""
     fsdp: bool = False
     """Shard the model with FSDP2 across the processes of `torchrun` / `accelerate launch` (DDP otherwise)."""
     mixed_precision: str = "no"

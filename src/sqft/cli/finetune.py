@@ -116,7 +116,7 @@ def add_parser(subparsers) -> None:
         "--fused",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="remake INT4 / QA weights with compiled (fused) kernels in training (default: on with CUDA)",
+        help="build the per-step weights (SparsePEFT, QA, INT4 bases) with compiled kernels (default: on with CUDA)",
     )
     t.add_argument(
         "--fsdp",
