@@ -28,6 +28,7 @@ from sqft.adapt.variants import (
     int4_base_weights,
     int4_mask_t,
     int4_requantized,
+    low_rank_t,
     masked_delta,
     pack_mask,
     quant_codes,
@@ -160,7 +161,7 @@ class AdapterLinear(nn.Module):
         r = self.active_rank
         if self.int4_qa:
             q, scale, zero = self._codes_t()
-            BA_t = self.lora_A[:r].float().T @ self.lora_B[:, :r].float().T  # as in `int4_base_weights`
+            BA_t = low_rank_t(self.lora_A[:r], self.lora_B[:, :r])
             Q, _ = int4_requantized(q, scale, zero, BA_t, self.scaling, self.qa.bits, self.sparse)
             return Q.view(self.in_features, self.out_features).T.to(torch.int32).contiguous()
         return quant_codes(self._base_weight() + self.delta_weight(), self._qa())

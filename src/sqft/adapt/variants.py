@@ -37,6 +37,7 @@ __all__ = [
     "requantized_codes",
     "AdapterWeights",
     "dense_base_weights",
+    "low_rank_t",
     "int4_requantized",
     "int4_mask_t",
     "int4_base_weights",
@@ -186,6 +187,12 @@ def dense_base_weights(
     return weights
 
 
+def low_rank_t(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """(B A)ᵀ = Aᵀ Bᵀ (in, out) in fp32, in the INT4 base's stored layout. Training and merge both form it here,
+    so the merged codes come from the very same product the trained model used."""
+    return A.float().T @ B.float().T
+
+
 def int4_requantized(
     q: torch.Tensor,
     scale: torch.Tensor,
@@ -246,7 +253,7 @@ def int4_base_weights(
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
         q, scale, zero = codes_t()
-        BA_t = A.float().T @ B.float().T  # (in, out)
+        BA_t = low_rank_t(A, B)  # (in, out)
         args = (q, scale, zero, BA_t, s, bits, masked, dtype)
         M = int4_mask_t(q, zero).T if backward and masked else None
         if not dropout:

@@ -66,11 +66,9 @@ def _dequantize_t(
     qweight: torch.Tensor, scales: torch.Tensor, zero: torch.Tensor, bits: int, n_in: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """Ŵᵀ = s · (q − z) (in, out) in `dtype` from the packed codes, scales (G, out) and zero points (G, out)."""
-    q = unpack_rows(qweight, bits, n_in)  # (in, out)
     G, out = scales.shape
-    W_t = dequantize(
-        q.view(G, n_in // G, out), scales.float().unsqueeze(1), zero.unsqueeze(1)
-    )  # (G, gs, out)
+    q = unpack_rows(qweight, bits, n_in).view(G, n_in // G, out)  # (G, gs, out)
+    W_t = dequantize(q, scales.float().unsqueeze(1), zero.unsqueeze(1))  # scale, zero (G, 1, out)
     return W_t.view(n_in, out).to(dtype)
 
 
