@@ -7,23 +7,11 @@ from safetensors.torch import load_file
 from sqft.cli import main
 from sqft.modeling import load_model
 from sqft.quantize import QuantLinear
+from tests.cli.helpers import run_calibrated_stage
 
 
 def _quantize(model_dir, out, *extra, calib=None):
-    args = [
-        "quantize",
-        str(model_dir),
-        "--output",
-        str(out),
-        "--quiet",
-        "--n-samples",
-        "4",
-        "--seq-len",
-        "32",
-    ]
-    if calib is not None:
-        args += ["--calibration", str(calib)]
-    return main(args + list(extra))
+    return run_calibrated_stage("quantize", model_dir, out, *extra, calib=calib)
 
 
 def test_quantize_writes_gptq_artifact_with_manifest(model_dir, calib_file, tmp_path, capsys):

@@ -5,24 +5,12 @@ import pytest
 from safetensors.torch import load_file
 
 from sqft.cli import main
+from tests.cli.helpers import run_calibrated_stage
 from tests.conftest import CORPUS
 
 
 def _sparsify(model_dir, out, *extra, calib=None):
-    args = [
-        "sparsify",
-        str(model_dir),
-        "--output",
-        str(out),
-        "--quiet",
-        "--n-samples",
-        "4",
-        "--seq-len",
-        "32",
-    ]
-    if calib is not None:
-        args += ["--calibration", str(calib)]
-    return main(args + list(extra))
+    return run_calibrated_stage("sparsify", model_dir, out, *extra, calib=calib)
 
 
 def test_sparsify_writes_artifact_with_manifest(model_dir, calib_file, tmp_path, capsys):
