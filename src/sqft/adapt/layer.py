@@ -26,9 +26,8 @@ from sqft.adapt.variants import (
     adapted_linear,
     dense_base_weights,
     int4_base_weights,
-    int4_mask_t,
+    int4_pruned_t,
     int4_requantized,
-    low_rank_t,
     masked_delta,
     pack_mask,
     quant_codes,
@@ -124,7 +123,7 @@ class AdapterLinear(nn.Module):
         """M (out, in) bool, decoded from the packed bits or the codes (a transient tensor); None when dense."""
         if self.int4_qa and self.sparse:
             q, _, zero = self._codes_t()
-            return int4_mask_t(q, zero).T
+            return int4_pruned_t(q, zero).logical_not_().T
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
     def _weights_fn(self, fused: bool = False) -> WeightsFn:
@@ -161,8 +160,9 @@ class AdapterLinear(nn.Module):
         r = self.active_rank
         if self.int4_qa:
             q, scale, zero = self._codes_t()
-            BA_t = low_rank_t(self.lora_A[:r], self.lora_B[:, :r])
-            Q, _ = int4_requantized(q, scale, zero, BA_t, self.scaling, self.qa.bits, self.sparse)
+            A, B = self.lora_A[:r], self.lora_B[:, :r]
+            pruned = int4_pruned_t(q, zero) if self.sparse else None
+            Q, _ = int4_requantized(q, scale, zero, A, B, self.scaling, self.qa.bits, pruned)
             return Q.view(self.in_features, self.out_features).T.to(torch.int32).contiguous()
         return quant_codes(self._base_weight() + self.delta_weight(), self._qa())
 

@@ -39,7 +39,7 @@ __all__ = [
     "dense_base_weights",
     "low_rank_t",
     "int4_requantized",
-    "int4_mask_t",
+    "int4_pruned_t",
     "int4_base_weights",
     "WeightsFn",
     "adapted_linear",
@@ -68,14 +68,20 @@ def pack_mask(M: torch.Tensor) -> torch.Tensor:
 def unpack_mask(P: torch.Tensor, n_in: int) -> torch.Tensor:
     """Inverse of `pack_mask`: (out, ⌈in/8⌉) uint8 → (out, in) bool."""
     shifts = torch.arange(8, dtype=torch.uint8, device=P.device)
-    bits = (P.unsqueeze(-1) >> shifts) & 1  # (out, ⌈in/8⌉, 8)
-    return bits.view(P.shape[0], -1)[:, :n_in].bool()
+    bits = (P.unsqueeze(-1) >> shifts).bitwise_and_(1)  # (out, ⌈in/8⌉, 8), each 0 or 1
+    return bits.view(P.shape[0], -1)[:, :n_in].view(torch.bool)  # 0/1 bytes are bools: no copy
 
 
 def masked_delta(A: torch.Tensor, B: torch.Tensor, s: float, M: torch.Tensor | None) -> torch.Tensor:
     """L = s · (B A) ⊙ M in fp32. A (r, in), B (out, r), M (out, in) bool or None → (out, in)."""
-    L = (B.float() @ A.float()) * s  # (out, in)
-    return L * M if M is not None else L
+    return _delta(A, B, s, None if M is None else M.logical_not())
+
+
+def _delta(A: torch.Tensor, B: torch.Tensor, s: float, pruned: torch.Tensor | None) -> torch.Tensor:
+    """`masked_delta` from the pruned positions 1 − M: zeroed in place (a product with M would first copy M to
+    fp32, a weight-sized buffer)."""
+    L = (B.float() @ A.float()).mul_(s)  # (out, in)
+    return L.masked_fill_(pruned, 0.0) if pruned is not None else L
 
 
 def _grouped(W: torch.Tensor, qa: QAParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,7 +98,7 @@ def quant_codes(W_m: torch.Tensor, qa: QAParams) -> torch.Tensor:
     """Q = clamp(round(W_m / s_q) + z, 0, 2^b − 1) as int32 (out, in)."""
     n_in = W_m.shape[1]
     Wg, sq, z = _grouped(W_m.float(), qa)
-    Q = torch.clamp(torch.round(Wg / sq) + z, 0, qmax(qa.bits))  # (out, G, gs)
+    Q = (Wg / sq).round_().add_(z).clamp_(0, qmax(qa.bits))  # (out, G, gs)
     return Q.flatten(1)[:, :n_in].to(torch.int32)
 
 
@@ -100,8 +106,8 @@ def fake_quant_groups(W_m: torch.Tensor, qa: QAParams) -> torch.Tensor:
     """Ŵ = s_q (Q − z) in fp32 (out, in) — the weight the merged INT4 layer dequantizes to."""
     n_in = W_m.shape[1]
     Wg, sq, z = _grouped(W_m.float(), qa)
-    Q = torch.clamp(torch.round(Wg / sq) + z, 0, qmax(qa.bits))
-    return (sq * (Q - z)).flatten(1)[:, :n_in]
+    Q = (Wg / sq).round_().add_(z).clamp_(0, qmax(qa.bits))
+    return Q.sub_(z).mul_(sq).flatten(1)[:, :n_in]
 
 
 def merged_weight(W: torch.Tensor, L: torch.Tensor, qa: QAParams | None) -> torch.Tensor:
@@ -125,14 +131,14 @@ class AdapterWeights(NamedTuple):
     """What one adapted linear multiplies by, (out, in) in the compute dtype (transposed views when `stored_t`).
 
     Without dropout: `eff` = W + L (SparsePEFT) or Ŵ (QA), the merged layer's weight. With dropout: `fixed`, the
-    part x sees (W, or Ŵ − L for QA), and `delta` = L, the part dropout(x) sees. `mask` (M, bool) only for the
-    backward of a sparse adapter.
+    part x sees (W, or Ŵ − L for QA), and `delta` = L, the part dropout(x) sees. `pruned` (1 − M, bool) only for
+    the backward of a sparse adapter.
     """
 
     eff: torch.Tensor | None
     fixed: torch.Tensor | None
     delta: torch.Tensor | None
-    mask: torch.Tensor | None
+    pruned: torch.Tensor | None
     stored_t: bool = False  # computed in an (in, out) layout: ∂L is formed in that layout too
 
 
@@ -142,8 +148,9 @@ WeightsFn = Callable[[torch.Tensor, torch.Tensor, float, torch.dtype, bool, bool
 
 def _dense_chain(
     W: torch.Tensor,
-    BA: torch.Tensor,
-    mask_bits: torch.Tensor | None,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    pruned: torch.Tensor | None,
     s: float,
     scale: torch.Tensor | None,
     zero: torch.Tensor | None,
@@ -151,16 +158,16 @@ def _dense_chain(
     dtype: torch.dtype,
     dropout: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Everything after the B A matmul over a floating-point base W (out, in), one fusable chain:
-    (W_eff, None) without dropout, (W_fix, L) with it, in `dtype`."""
-    M = unpack_mask(mask_bits, W.shape[1]) if mask_bits is not None else None
-    L = BA * s if M is None else BA * s * M  # = masked_delta(A, B, s, M)
+    """The weights over a floating-point base W (out, in), one fusable chain: (W_eff, None) without dropout,
+    (W_fix, L) with it, in `dtype`. Works in place on the tensors it makes (one weight-sized buffer, not five)."""
+    L = _delta(A, B, s, pruned)
     qa = None if scale is None else QAParams(scale, zero, bits, W.shape[1] // scale.shape[1])
-    W_eff = merged_weight(W, L, qa)
-    if not dropout:
-        return W_eff.to(dtype), None
-    fixed = W.float() if qa is None else W_eff - L  # SparsePEFT: exactly W
-    return fixed.to(dtype), L.to(dtype)
+    if qa is None and not dropout:
+        return L.add_(W).to(dtype), None  # W + L
+    if qa is None:
+        return W.to(dtype), L.to(dtype)  # SparsePEFT with dropout: exactly W
+    W_hat = fake_quant_groups(W.float() + L, qa)
+    return (W_hat if not dropout else W_hat.sub_(L)).to(dtype), (L.to(dtype) if dropout else None)
 
 
 dense_chain = Fusable(_dense_chain)
@@ -178,18 +185,18 @@ def dense_base_weights(
     scale, zero, bits = (None, None, 0) if qa is None else (qa.scale, qa.zero, qa.bits)
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
-        W = base_weight().detach()  # a plain tensor: compiled, parameters would get one kernel per shape
-        BA = B.float() @ A.float()  # (out, in)
-        a, b = chain(W, BA, mask_bits, s, scale, zero, bits, dtype, dropout)
-        M = unpack_mask(mask_bits, W.shape[1]) if backward and mask_bits is not None else None
-        return AdapterWeights(None, a, b, M) if dropout else AdapterWeights(a, None, None, M)
+        W = base_weight().detach()  # plain tensors: compiled, parameters would get one kernel per shape
+        # 1 − M, decoded once per pass (in place: one byte per weight)
+        pruned = unpack_mask(mask_bits, W.shape[1]).logical_not_() if mask_bits is not None else None
+        a, b = chain(W, A.detach(), B.detach(), pruned, s, scale, zero, bits, dtype, dropout)
+        pruned = pruned if backward else None
+        return AdapterWeights(None, a, b, pruned) if dropout else AdapterWeights(a, None, None, pruned)
 
     return weights
 
 
 def low_rank_t(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """(B A)ᵀ = Aᵀ Bᵀ (in, out) in fp32, in the INT4 base's stored layout. Training and merge both form it here,
-    so the merged codes come from the very same product the trained model used."""
+    """(B A)ᵀ = Aᵀ Bᵀ (in, out) in fp32, in the INT4 base's stored layout."""
     return A.float().T @ B.float().T
 
 
@@ -197,42 +204,50 @@ def int4_requantized(
     q: torch.Tensor,
     scale: torch.Tensor,
     zero: torch.Tensor,
-    BA_t: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
     s: float,
     bits: int,
-    masked: bool,
+    pruned: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """QA-SparsePEFT on an INT-b base, in its stored (in, out) layout: (Q, Lᵀ), each (G, gs, out).
 
-    q (in, out) int codes, scale/zero (G, out), BA_t = (B A)ᵀ (in, out). M = 1[q ≠ z] comes from the codes (the
-    base weight is exactly 0 where q = z), so no mask needs storing; L = s (B A) ⊙ M; Q by `requantized_codes`.
+    q (in, out) int codes, scale (G, out), A (r, in), B (out, r); `pruned` = `int4_pruned_t(q, z)` for
+    QA-SparsePEFT (M = 1[q ≠ z] comes from the codes, as the base weight is exactly 0 where q = z, so no mask is
+    stored), None for a dense adapter. L = s (B A) ⊙ M; Q by `requantized_codes`. Training and merge both call
+    this, so the merged codes come from the very same arithmetic.
     """
     n_in, out = q.shape
     G = scale.shape[0]
-    q = q.view(G, n_in // G, out)  # (G, gs, out)
-    L_t = BA_t.view(G, -1, out) * s
-    if masked:
-        L_t = L_t * (q != zero.unsqueeze(1))  # zero (G, 1, out)
+    L_t = low_rank_t(A, B).mul_(s)  # (in, out)
+    if pruned is not None:
+        L_t.masked_fill_(pruned, 0.0)
+    q, L_t = q.view(G, n_in // G, out), L_t.view(G, -1, out)  # (G, gs, out)
     return requantized_codes(q, L_t, scale.unsqueeze(1), bits), L_t
 
 
-def int4_mask_t(q: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """Mᵀ = 1[q ≠ z] (in, out) bool from codes q (in, out) and zero points (G, out): the pruned weights are z."""
+def int4_pruned_t(q: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """(1 − M)ᵀ = 1[q = z] (in, out) bool from codes q (in, out) and zero points (G, out) (integer-valued: the
+    comparison runs in q's integer type)."""
     G, out = zero.shape
-    return (q.view(G, -1, out) != zero.unsqueeze(1)).view(q.shape)
+    return (q.view(G, -1, out) == zero.to(q.dtype).unsqueeze(1)).view(q.shape)
 
 
-def _int4_eff_t(q, scale, zero, BA_t, s: float, bits: int, masked: bool, dtype: torch.dtype) -> torch.Tensor:
-    """Ŵᵀ = s_q (Q − z) (in, out) in `dtype`: everything after the (B A)ᵀ matmul, one fusable chain."""
-    Q, _ = int4_requantized(q, scale, zero, BA_t, s, bits, masked)
-    return ((Q - zero.unsqueeze(1)) * scale.unsqueeze(1)).view(q.shape).to(dtype)
+def _int4_eff_t(
+    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """Ŵᵀ = s_q (Q − z) (in, out) in `dtype`, one fusable chain (in place on the tensors it makes)."""
+    Q, _ = int4_requantized(q, scale, zero, A, B, s, bits, pruned)
+    return Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1)).view(q.shape).to(dtype)
 
 
-def _int4_fixed_delta_t(q, scale, zero, BA_t, s: float, bits: int, masked: bool, dtype: torch.dtype):
+def _int4_fixed_delta_t(
+    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype
+):
     """((Ŵ − L)ᵀ, Lᵀ) (in, out) in `dtype`, for the dropout form; one fusable chain."""
-    Q, L_t = int4_requantized(q, scale, zero, BA_t, s, bits, masked)
-    W_hat_t = (Q - zero.unsqueeze(1)) * scale.unsqueeze(1)
-    return (W_hat_t - L_t).view(q.shape).to(dtype), L_t.view(q.shape).to(dtype)
+    Q, L_t = int4_requantized(q, scale, zero, A, B, s, bits, pruned)
+    W_fix_t = Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1)).sub_(L_t)  # Ŵ − L
+    return W_fix_t.view(q.shape).to(dtype), L_t.view(q.shape).to(dtype)
 
 
 int4_eff_t = Fusable(_int4_eff_t)
@@ -253,14 +268,14 @@ def int4_base_weights(
 
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
         q, scale, zero = codes_t()
-        BA_t = low_rank_t(A, B)  # (in, out)
-        args = (q, scale, zero, BA_t, s, bits, masked, dtype)
-        M = int4_mask_t(q, zero).T if backward and masked else None
+        pruned = int4_pruned_t(q, zero) if masked else None  # (in, out), once per pass
+        args = (q, scale, zero, A.detach(), B.detach(), s, bits, pruned, dtype)
+        pruned = pruned.T if backward and masked else None
         if not dropout:
             eff_t = int4_eff_t.fused(*args) if fused else int4_eff_t(*args)
-            return AdapterWeights(eff_t.T, None, None, M, True)
+            return AdapterWeights(eff_t.T, None, None, pruned, True)
         fixed_t, L_t = int4_fixed_delta_t.fused(*args) if fused else int4_fixed_delta_t(*args)
-        return AdapterWeights(None, fixed_t.T, L_t.T, M, True)
+        return AdapterWeights(None, fixed_t.T, L_t.T, pruned, True)
 
     return weights
 
@@ -307,8 +322,8 @@ class _AdaptedLinear(torch.autograd.Function):
             x_in = x_drop
         # ∂loss/∂(s B A) = (gᵀ x_in) ⊙ M (straight-through for QA: ∂Ŵ/∂W_m = I), chained into A and B.
         grad_L = _outer(g, x_in, w.stored_t)  # (out, in)
-        if w.mask is not None:
-            grad_L.mul_(w.mask)
+        if w.pruned is not None:
+            grad_L.masked_fill_(w.pruned, 0.0)
         grad_L.mul_(ctx.s)
         grad_A = (B.float().T @ grad_L).to(A.dtype)  # (r, in)
         grad_B = (grad_L @ A.float().T).to(B.dtype)  # (out, r)
