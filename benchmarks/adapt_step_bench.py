@@ -179,38 +179,72 @@ def static_bytes(model) -> int:
     return held + sum(p.numel() * (p.element_size() + 8) for p in trainable)
 
 
-def bench(name, kind, model_kw, cfg, args) -> dict:
-    model = prepare(kind, model_kw, cfg, args)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if args.memory_only:
-        return {"static_bytes": static_bytes(model), "trainable": sum(p.numel() for p in params)}
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(
-        args.device
-    )
-    times = []
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    clock = time.process_time if args.clock == "process" else time.perf_counter
-    for i in range(args.warmup + args.steps):
+class Run:
+    """One variant, ready to step: its model, AdamW and the batch."""
+
+    def __init__(self, kind, model_kw, cfg, args) -> None:
+        self.model = prepare(kind, model_kw, cfg, args)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=1e-4)
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen).to(args.device)
+        self.times: list[float] = []
+
+    def step(self, args) -> float:
+        """One optimizer step (forward, backward, AdamW); its time on the chosen clock."""
+        clock = time.process_time if args.clock == "process" else time.perf_counter
         t0 = clock()
-        model(x, labels=x).loss.backward()
-        opt.step()
-        opt.zero_grad()
+        self.model(self.x, labels=self.x).loss.backward()
+        self.opt.step()
+        self.opt.zero_grad()
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
+        return clock() - t0
+
+    def summary(self) -> dict:
+        saved = saved_bytes(self.model, self.x)
+        return {
+            "step_s": statistics.median(self.times),
+            "saved_for_backward_bytes": saved,
+            "memory_model_bytes": state_bytes(self.model, self.opt) + saved,
+            "trainable": sum(p.numel() for p in self.params),
+        }
+
+
+def bench(name, kind, model_kw, cfg, args) -> dict:
+    """One variant on its own: its steps, then its figures (the CUDA peak covers only this variant)."""
+    if args.memory_only:
+        model = prepare(kind, model_kw, cfg, args)
+        return {
+            "static_bytes": static_bytes(model),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+    run = Run(kind, model_kw, cfg, args)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(args.warmup + args.steps):
+        t = run.step(args)
         if i >= args.warmup:
-            times.append(clock() - t0)
-    saved = saved_bytes(model, x)
-    out = {
-        "step_s": statistics.median(times),
-        "saved_for_backward_bytes": saved,
-        "memory_model_bytes": state_bytes(model, opt) + saved,
-        "trainable": sum(p.numel() for p in params),
-    }
+            run.times.append(t)
+    out = run.summary()
     if args.device.startswith("cuda"):
         out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
     return out
+
+
+def bench_interleaved(selected: dict, args) -> dict:
+    """Every variant built at once and stepped in turn (step 1 of each, then step 2 of each, …, the order
+    rotating each round), so a drift in the machine's speed over the run (a shared CPU) hits all variants alike
+    instead of whichever ran last. Time only: no CUDA peak, which would mix the variants."""
+    runs = {name: Run(kind, model_kw, cfg, args) for name, (kind, model_kw, cfg) in selected.items()}
+    names = list(runs)
+    for i in range(args.warmup + args.steps):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            t = runs[name].step(args)
+            if i >= args.warmup:
+                runs[name].times.append(t)
+    return {name: run.summary() for name, run in runs.items()}
 
 
 def main() -> None:
@@ -248,17 +282,30 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--only", nargs="*", default=None, help="subset of variants")
+    p.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build every variant at once and step them in turn (default on a CPU, whose speed drifts when "
+        "shared; off on a GPU, where each variant's CUDA peak is measured alone)",
+    )
     p.add_argument("--out", default=None, help="write results as JSON")
     args = p.parse_args()
     if args.clock == "process" and args.device.startswith("cuda"):
         p.error("--clock process measures CPU time; on a GPU use the default wall clock")
+    if args.interleave is None:
+        args.interleave = not args.device.startswith("cuda")
+    if args.interleave and args.device.startswith("cuda"):
+        p.error("--interleave mixes the variants' CUDA peaks; run them one at a time on a GPU")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {}
-    for name, (kind, model_kw, cfg) in variants().items():
-        if args.only and name not in args.only:
-            continue
-        results[name] = bench(name, kind, model_kw, cfg, args)
+    selected = {name: v for name, v in variants().items() if not args.only or name in args.only}
+    if args.interleave and not args.memory_only:
+        results = bench_interleaved(selected, args)
+    else:
+        results = {
+            name: bench(name, kind, model_kw, cfg, args) for name, (kind, model_kw, cfg) in selected.items()
+        }
     print_static(results) if args.memory_only else print_table(results)
     if args.out:
         with open(args.out, "w") as f:

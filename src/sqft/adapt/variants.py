@@ -123,7 +123,7 @@ def requantized_codes(q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bit
     through W (an exact tie L / s_q = k + ½ rounds to even in L / s_q, not in the sum). q, L: (G, gs, out)
     in the stored (in, out) layout; scale (G, 1, out). Where L = 0 (pruned: M = 0) Q = q exactly.
     """
-    Q = torch.round(L / scale)
+    Q = (L / scale).round_()
     return Q.add_(q).clamp_(0, qmax(bits))
 
 
