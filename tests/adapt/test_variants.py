@@ -8,7 +8,7 @@ tensors they make; these counts guard that.
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sqft.adapt.variants import dense_base_weights, int4_base_weights, pack_mask
+from sqft.adapt.variants import QAParams, dense_base_weights, int4_base_weights, pack_mask
 from sqft.quantize.qlinear import QuantLinear
 from sqft.quantize.rtn import rtn_quantize
 
@@ -60,12 +60,29 @@ def test_sparsepeft_weight_build_allocates_only_the_low_rank_product():
         assert ops == ["mm"], (dropout, backward, ops)
 
 
-def test_int4_qa_weight_build_allocates_codes_product_and_quotient():
-    g = torch.Generator().manual_seed(0)
+def _int4(g: torch.Generator) -> QuantLinear:
     W = torch.randn(OUT, IN, generator=g)
     W[W.abs() < 0.7] = 0
     q, scale, zero = rtn_quantize(W, 4, 64)
-    layer = QuantLinear.from_codes(q, scale.half().float(), zero, 4, 64, False)
+    return QuantLinear.from_codes(q, scale.half().float(), zero, 4, 64, False)
+
+
+def test_qa_on_a_dense_copy_allocates_the_product_and_the_quotient():
+    """qa_base = fp16: Ŵ = s_q (clamp(round((W + L) / s_q) + z) − z) with + W, rounding, clamp, − z, · s_q in
+    place; with dropout W + L needs its own buffer (L is kept)."""
+    g = torch.Generator().manual_seed(0)
+    layer = _int4(g)
+    _, scale, zero = layer.codes()
+    W = layer.dequantize()
+    A, B = _adapter(g)
+    weights = dense_base_weights(lambda: W, pack_mask(W != 0), QAParams(scale, zero, 4, 64))
+    assert sorted(_allocations(lambda: weights(A, B, 0.5, torch.float32, False, True))) == ["div", "mm"]
+    assert sorted(_allocations(lambda: weights(A, B, 0.5, torch.float32, True, True))) == ["add", "div", "mm"]
+
+
+def test_int4_qa_weight_build_allocates_codes_product_and_quotient():
+    g = torch.Generator().manual_seed(0)
+    layer = _int4(g)
     A, B = _adapter(g)
     weights = int4_base_weights(layer.codes_t, 4, True, False)
     ops = _allocations(lambda: weights(A, B, 0.5, torch.float32, False, True))

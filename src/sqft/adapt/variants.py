@@ -159,15 +159,14 @@ def _dense_chain(
     dropout: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The weights over a floating-point base W (out, in), one fusable chain: (W_eff, None) without dropout,
-    (W_fix, L) with it, in `dtype`. Works in place on the tensors it makes (one weight-sized buffer, not five)."""
-    L = _delta(A, B, s, pruned)
-    qa = None if scale is None else QAParams(scale, zero, bits, W.shape[1] // scale.shape[1])
-    if qa is None and not dropout:
-        return L.add_(W).to(dtype), None  # W + L
-    if qa is None:
-        return W.to(dtype), L.to(dtype)  # SparsePEFT with dropout: exactly W
-    W_hat = fake_quant_groups(W.float() + L, qa)
-    return (W_hat if not dropout else W_hat.sub_(L)).to(dtype), (L.to(dtype) if dropout else None)
+    (W_fix, L) with it, in `dtype`. Works in place on the tensors it makes (each is a weight-sized buffer)."""
+    L = _delta(A, B, s, pruned)  # (out, in)
+    if scale is None:  # SparsePEFT: W + L; with dropout W (exactly) and L
+        return (L.add_(W).to(dtype), None) if not dropout else (W.to(dtype), L.to(dtype))
+    qa = QAParams(scale, zero, bits, W.shape[1] // scale.shape[1])
+    if not dropout:
+        return fake_quant_groups(L.add_(W), qa).to(dtype), None  # Ŵ
+    return fake_quant_groups(W.float() + L, qa).sub_(L).to(dtype), L.to(dtype)  # Ŵ − L, L
 
 
 dense_chain = Fusable(_dense_chain)
