@@ -7,8 +7,9 @@ PEFT's LoRA on the same model and batch; QA-SparsePEFT's memory also against `qa
 holds an fp16 copy of the target weights (QA on the dequantized fp16 weights, non-target layers INT4) — the
 issue's targets are ≤ 1.1× (SparsePEFT time and memory), ≤ 1.03× (NLS vs fixed-rank sqft LoRA), ≤ 1.25× time
 and ≤ 0.6× memory vs the fp16 copy (QA). `int4-nls` is the sqft pipeline (a dense NLS adapter on the INT4 base);
-the `-nodrop` variants run with adapter dropout 0, where the masked adapter folds into one matmul. Writes JSON (and
-prints a table). Llama-3-8B shapes on a GPU:
+the `-nodrop` variants run with adapter dropout 0, where the masked adapter folds into one matmul. On a CPU every
+variant is built at once and they are stepped in turn (`--interleave`); on a GPU one after another, each with its
+own CUDA peak. Writes JSON (and prints a table). Llama-3-8B shapes on a GPU:
 
     python benchmarks/adapt_step_bench.py --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 \
         --vocab 128256 --layers 4 --batch 4 --seq 1024 --dtype bfloat16 --out bench.json
