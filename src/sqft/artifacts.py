@@ -25,6 +25,7 @@ __all__ = [
     "check_output",
     "atomic_output",
     "write_manifest",
+    "parent_reference",
     "read_manifest",
     "dir_size_bytes",
     "versions",
@@ -98,6 +99,12 @@ def versions() -> dict[str, str]:
     }
 
 
+def parent_reference(source: str | os.PathLike) -> str:
+    """How a manifest names its parent: a local path absolute, so that the lineage still resolves from another
+    working directory; anything else (a hub id) as given."""
+    return str(Path(source).resolve()) if Path(str(source)).exists() else str(source)
+
+
 def write_manifest(
     directory: str | os.PathLike,
     stage: str,
@@ -105,12 +112,13 @@ def write_manifest(
     parent: str | None,
     figures: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write `sqft.json`: stage, full config, parent artifact, versions and measured figures."""
+    """Write `sqft.json`: stage, full config, parent artifact (see `parent_reference`), versions and measured
+    figures."""
     d = Path(directory)
     manifest = {
         "stage": stage,
         "config": _jsonable(config),
-        "parent": parent,
+        "parent": None if parent is None else parent_reference(parent),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "figures": _jsonable(figures),

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from sqft.artifacts import atomic_output, check_output, write_manifest
+from sqft.artifacts import atomic_output, check_output, parent_reference, write_manifest
 from sqft.errors import SqftError
 from sqft.modeling.io import load_model, load_tokenizer, resolve_source, save_model
 
@@ -27,8 +27,7 @@ def load_input(
     resolve_source(source, gguf_file)  # fail fast with a clear message before the slow imports
     model = load_model(source, dtype=dtype, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(source, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
-    parent = str(Path(source).resolve()) if Path(str(source)).exists() else str(source)
-    return model, tokenizer, parent
+    return model, tokenizer, parent_reference(source)
 
 
 def save_output(

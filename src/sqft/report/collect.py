@@ -117,8 +117,9 @@ def lineage(path: str | os.PathLike) -> list[Artifact]:
         if not isinstance(parent, str) or not parent:
             break
         p = Path(parent)
-        if not p.is_absolute():
+        if not p.is_absolute() and (chain[-1].path / p).is_dir():
             p = chain[-1].path / p
+        # else relative to the working directory: how `sqft evaluate` named parents before they were absolute
         if not p.is_dir() or p.resolve() in seen:
             break  # a hub id, a moved directory or a cycle: the chain ends here
         try:
