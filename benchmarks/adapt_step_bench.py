@@ -269,7 +269,7 @@ def main() -> None:
         "--fused",
         default="auto",
         choices=["auto", "on", "off"],
-        help="compiled weight builds on INT4 bases (sqft.fused); auto: on with CUDA, as in training",
+        help="compiled weight builds (SparsePEFT, QA, INT4 bases; sqft.fused); auto: on with CUDA, as in training",
     )
     p.add_argument(
         "--memory-only",

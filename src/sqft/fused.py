@@ -29,8 +29,8 @@ class Fusable:
     """`fn` with a compiled twin: `f(*args)` runs eager, `f.fused(*args)` the compiled one.
 
     Compiled on first use, with dynamic shapes (so once per combination of the non-tensor arguments: keep
-    those few). If compiling fails (no Triton, no C++ compiler), a
-    warning is logged once and the eager `fn` is used from then on: never a failed training run.
+    those few). If compiling fails (no Triton, no C++ compiler), a warning is logged once and the eager `fn` is
+    used from then on: never a failed training run.
     """
 
     def __init__(self, fn: Callable[..., Any]) -> None:

@@ -146,7 +146,7 @@ def extract_to_dir(
             tmp,
             "extract",
             {"config": spec, "configuration": config},
-            str(Path(adapter_dir).resolve()),
+            str(adapter_dir),
             figures,
         )
     return config
@@ -239,5 +239,5 @@ def merge_to_dir(
             "base": parent,
         }
         # the parent is the adapter (whose own parent is the base): the lineage then holds the fine-tuning
-        write_manifest(tmp, "merge", cfg, str(Path(adapter_dir).resolve()), figures)
+        write_manifest(tmp, "merge", cfg, str(adapter_dir), figures)
     return figures

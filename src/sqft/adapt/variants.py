@@ -33,7 +33,6 @@ __all__ = [
     "masked_delta",
     "fake_quant_groups",
     "quant_codes",
-    "merged_weight",
     "requantized_codes",
     "AdapterWeights",
     "dense_base_weights",
@@ -108,12 +107,6 @@ def fake_quant_groups(W_m: torch.Tensor, qa: QAParams) -> torch.Tensor:
     Wg, sq, z = _grouped(W_m.float(), qa)
     Q = (Wg / sq).round_().add_(z).clamp_(0, qmax(qa.bits))
     return Q.sub_(z).mul_(sq).flatten(1)[:, :n_in]
-
-
-def merged_weight(W: torch.Tensor, L: torch.Tensor, qa: QAParams | None) -> torch.Tensor:
-    """W + L (SparsePEFT merge, eq. 2), fake-quantized with the frozen (s_q, z) for QA-SparsePEFT (eq. 3–4)."""
-    W_m = W.float() + L
-    return W_m if qa is None else fake_quant_groups(W_m, qa)
 
 
 def requantized_codes(q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
@@ -269,7 +262,7 @@ def int4_base_weights(
         q, scale, zero = codes_t()
         pruned = int4_pruned_t(q, zero) if masked else None  # (in, out), once per pass
         args = (q, scale, zero, A.detach(), B.detach(), s, bits, pruned, dtype)
-        pruned = pruned.T if backward and masked else None
+        pruned = pruned.T if backward and pruned is not None else None
         if not dropout:
             eff_t = int4_eff_t.fused(*args) if fused else int4_eff_t(*args)
             return AdapterWeights(eff_t.T, None, None, pruned, True)

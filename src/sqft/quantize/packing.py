@@ -47,9 +47,7 @@ def unpack_rows(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     if 32 % bits == 0:  # 2, 4, 8 bits: whole codes per word, so shifts alone unpack (no gathers)
         per = 32 // bits
         shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32).view(1, per, 1)
-        v = (packed.unsqueeze(1) >> shifts).bitwise_and_(
-            (1 << bits) - 1
-        )  # (words, per, m); & drops >>'s sign
+        v = (packed.unsqueeze(1) >> shifts).bitwise_and_((1 << bits) - 1)  # (words, per, m); & drops the sign
         return v.reshape(-1, packed.shape[1])[:n]
     u = packed.to(torch.int64) & _MASK32  # (words, m) unsigned
     u = torch.cat([u, torch.zeros_like(u[:1])])
