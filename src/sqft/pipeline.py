@@ -159,7 +159,7 @@ def evaluate_to_dir(
 
         model, parent = load_adapter(model, adapter), adapter
     results = evaluate(model, tokenizer, specs, device=device, progress=not quiet)
-    with atomic_output(out) as tmp:
+    with atomic_output(out, inputs=[model_path, adapter]) as tmp:
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_manifest(
             tmp,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,11 @@ def save_output(
     figures: dict[str, Any],
     overwrite: bool = False,
     save_fn: Callable[[nn.Module, Any, Path], None] = save_model,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> dict[str, Any]:
-    """Write weights + tokenizer + sqft.json to a temporary directory, then move it into place."""
-    with atomic_output(output, overwrite) as tmp:
+    """Write weights + tokenizer + sqft.json to a temporary directory, then move it into place (`inputs`:
+    the paths the stage read, which `--overwrite` must never delete)."""
+    with atomic_output(output, overwrite, inputs) as tmp:
         save_fn(model, tokenizer, tmp)
         return write_manifest(tmp, stage, config, parent, figures)
 
@@ -87,7 +89,8 @@ def run_calibrated_stage(
     from sqft.artifacts import Stopwatch
     from sqft.calibration import calibration_windows, load_texts
 
-    check_output(io.output, io.overwrite)
+    inputs = [io.source, io.calibration]
+    check_output(io.output, io.overwrite, inputs)
     resolve_source(io.source, io.gguf_file)
     texts = None
     if config.needs_calibration:
@@ -121,4 +124,5 @@ def run_calibrated_stage(
         figures=figures,
         overwrite=io.overwrite,
         save_fn=save_fn,
+        inputs=inputs,
     )

@@ -81,8 +81,9 @@ def finetune_to_dir(
     """
     from sqft.stage import load_input
 
-    out = check_output(output, overwrite)
     from_file = isinstance(data, (str, os.PathLike))
+    inputs = [model_source, qa_int4, data if from_file else None]
+    out = check_output(output, overwrite, inputs)
     if from_file:
         examples = load_training_examples(data, data_format, template, response_template, limit=data_limit)
     else:
@@ -98,7 +99,7 @@ def finetune_to_dir(
     with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
         result = finetune(model, tokenizer, examples, adapt, train, work, qa_params, progress)
     if is_main_process():
-        with atomic_output(out, overwrite) as tmp:
+        with atomic_output(out, overwrite, inputs) as tmp:
             save_adapter(result.model, tmp, base=parent, stats=result.stats)
             figures = {
                 **result.figures,
@@ -136,9 +137,9 @@ def extract_to_dir(
     adapter_dir: str | os.PathLike, spec: str, output: str | os.PathLike, overwrite: bool = False
 ) -> dict[str, int]:
     """Write the sub-adapter chosen by `spec` (median, maximal, ..., or a JSON file) to `output`."""
-    out = check_output(output, overwrite)
+    out = check_output(output, overwrite, [adapter_dir])
     config = resolve_adapter_config(adapter_dir, spec)
-    with atomic_output(out, overwrite) as tmp:
+    with atomic_output(out, overwrite, [adapter_dir]) as tmp:
         ranks = extract_subadapter(adapter_dir, config, tmp)
         (tmp / CONFIGURATION_FILE).write_text(json.dumps(config, indent=2) + "\n")
         figures = {"adapter_parameters": _count_params(tmp), "mean_rank": sum(ranks.values()) / len(ranks)}
@@ -210,7 +211,8 @@ def merge_to_dir(
     from sqft.modeling.io import save_model
     from sqft.stage import load_input
 
-    out = check_output(output, overwrite)
+    inputs = [base_source, adapter_dir, qa_int4]
+    out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
@@ -223,7 +225,7 @@ def merge_to_dir(
         model, report = merge_adapters(model, allow_densify, probe=_probe(tokenizer, model))
     if report.kind == "int4":
         _complete_int4(model, qa_int4)
-    with atomic_output(out, overwrite) as tmp:
+    with atomic_output(out, overwrite, inputs) as tmp:
         if report.kind == "int4":
             from sqft.quantize.format import save_gptq_model
 

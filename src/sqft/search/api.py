@@ -253,7 +253,8 @@ def run_search(
     from sqft import adapt
     from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
 
-    check_output(output, overwrite)
+    inputs = [adapter, base, cfg.validation]
+    check_output(output, overwrite, inputs)
     fmt, metric, proxy, indices = _validation_proxy(cfg) if cfg.validation else (None, None, [], [])
     space = SearchSpace(adapt.elastic_space(adapter))
     stats = read_nls_stats(adapter)
@@ -275,7 +276,7 @@ def run_search(
         "validation": {"source": cfg.validation, "format": fmt, "proxy_indices": indices},
         "test_data": cfg.test_data,
     }
-    with atomic_output(output, overwrite) as tmp:
+    with atomic_output(output, overwrite, inputs) as tmp:
         summary = write_search_outputs(tmp, result, space, info)
         if extract:
             summary["extracted"] = _extract(adapter, result.best, tmp / "adapter")
