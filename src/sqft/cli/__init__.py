@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "run": "sqft.cli.run",
     "demo": "sqft.cli.demo",
     "report": "sqft.cli.report",
+    "generate": "sqft.cli.generate",
+    "bench": "sqft.cli.bench",
 }
 
 

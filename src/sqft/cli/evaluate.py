@@ -78,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--output", "-o", default=None, help="write results as JSON to this file (refused if it exists)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument(
+        "--int4-kernels",
+        action="store_true",
+        help="run INT4 layers on the packed bf16 kernels, as generate/bench do (default: the exact "
+        "dequantized reference, so the figures are those of the stored codes)",
+    )
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -151,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.model, args.gguf_file, args.trust_remote_code)
     if args.adapter is not None:
         model = load_adapter_model(model, args.adapter).to(args.device).eval()
+    if args.int4_kernels:
+        from sqft.quantize.kernels import pack_int4_layers
+
+        pack_int4_layers(model, args.device)
     load_seconds = time.perf_counter() - t0
     results = evaluate(model, tokenizer, specs, device=args.device, progress=not args.quiet, data=data)
     print(format_table(results))

@@ -1,7 +1,8 @@
 """Inference latency and throughput of a final model (paper Table 7): greedy generation of a fixed prompt.
 
-Protocol (the same for every artifact): batch 1, the same prompt, exactly `new_tokens` generated tokens
-(end-of-sequence suppressed), `warmup` untimed runs, then the median of `repeats` timed runs.
+Protocol (the same for every artifact): batch 1, the same prompt, exactly `new_tokens` greedy tokens (a prefill,
+then `new_tokens − 1` steps on the KV cache: the measurement of `sqft bench`), INT4 layers on the packed-INT4
+kernels, `warmup` untimed runs, then the median of `repeats` timed runs.
 latency = median time / new_tokens (ms/token, prefill included); throughput = new_tokens / median time.
 """
 
@@ -11,14 +12,13 @@ import json
 import logging
 import os
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from sqft.errors import SqftError
+from sqft.inference import decode_timing, load_for_inference
 from sqft.report.collect import Artifact, lineage
 
 __all__ = [
@@ -68,34 +68,16 @@ def latency_figures(seconds: list[float], new_tokens: int) -> dict[str, float]:
     }
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-@torch.inference_mode()
 def time_generation(model: nn.Module, tokenizer, cfg: LatencyConfig) -> dict[str, float]:
-    """Time greedy generation of exactly `cfg.new_tokens` tokens after `cfg.prompt` (see the module doc)."""
+    """Time greedy generation of exactly `cfg.new_tokens` tokens after `cfg.prompt` with `sqft bench`'s own
+    measurement (`sqft.inference.decode_timing`: prefill, then greedy steps on the KV cache)."""
     ids = tokenizer(cfg.prompt, return_tensors="pt").input_ids.to(cfg.device)  # (1, T)
-    kwargs = {
-        "max_new_tokens": cfg.new_tokens,
-        "min_new_tokens": cfg.new_tokens,
-        "do_sample": False,
-        "pad_token_id": tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else tokenizer.eos_token_id,
-        "attention_mask": torch.ones_like(ids),
-    }
     seconds = []
     for i in range(cfg.warmup + cfg.repeats):
-        _sync(cfg.device)
-        t0 = time.perf_counter()
-        out = model.generate(ids, **kwargs)
-        _sync(cfg.device)
+        t = decode_timing(model, ids, cfg.new_tokens)
         if i >= cfg.warmup:
-            seconds.append(time.perf_counter() - t0)
-    generated = out.shape[1] - ids.shape[1]  # = new_tokens: min_new_tokens suppresses an early EOS
-    return latency_figures(seconds, generated)
+            seconds.append(t.prefill_s + t.decode_s)
+    return latency_figures(seconds, cfg.new_tokens)
 
 
 def _adapter_base(chain: list[Artifact], adapter: Path) -> str | None:
@@ -122,23 +104,14 @@ def model_source(path: str | os.PathLike) -> tuple[str, str | None] | None:
 
 
 def measure_artifact(path: str | os.PathLike, cfg: LatencyConfig) -> dict[str, float] | None:
-    """Load the artifact's final model with `sqft.modeling.load_model` (plus its adapter) and time it."""
-    from sqft.modeling import load_model, load_tokenizer
-
+    """Load the artifact's final model for inference (plus its adapter) and time it."""
     source = model_source(path)
     if source is None:
         log.warning("no model to time in '%s' (no weights and no base model found): latency left empty", path)
         return None
     model_dir, adapter = source
-    model = load_model(model_dir, device="cpu")
-    if adapter is not None:
-        from sqft.adapt import load_adapter
-
-        model = load_adapter(model, adapter)
-    model = model.to(cfg.device).eval()
-    tokenizer = load_tokenizer(
-        adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model_dir
-    )
+    loaded = load_for_inference(model_dir, adapter, device=cfg.device)  # INT4 layers on the packed kernels
+    model, tokenizer = loaded.model, loaded.tokenizer
     figures = time_generation(model, tokenizer, cfg)
     log.info(
         "%s: %.2f ms/token, %.1f tokens/s",

@@ -1,0 +1,92 @@
+"""Load a model for inference: weights, optional adapter, INT4 layers packed once for the kernels."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sqft.adapt import load_adapter
+from sqft.errors import SqftError
+from sqft.modeling import load_model, load_tokenizer, parse_dtype
+from sqft.modeling.io import resolve_source
+from sqft.quantize.kernels import PackReport, pack_int4_layers
+
+__all__ = ["LoadedModel", "load_for_inference", "model_dtype", "check_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: in eval mode on its device, INT4 layers on the kernel where they can be."""
+
+    model: nn.Module
+    tokenizer: Any
+    source: str
+    adapter: str | None
+    device: str
+    packing: PackReport | None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return model_dtype(self.model)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of a model's parameters (fp32 when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def check_device(device: str) -> None:
+    """Refuse an unknown device or CUDA on a machine without it, before anything is loaded."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise SqftError(f"unknown device '{device}': use cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SqftError(f"device '{device}' was asked for but this torch has no CUDA: use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise SqftError(f"device '{device}' is not supported: use cpu, cuda or cuda:N")
+
+
+def _check_not_adapter(source: str) -> None:
+    p = Path(source)
+    if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
+        raise SqftError(f"'{source}' is an adapter, not a model: pass its base model and --adapter {source}")
+
+
+def load_for_inference(
+    source: str | os.PathLike,
+    adapter: str | os.PathLike | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "auto",
+    int4_kernels: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load `source` (dense, sparse or INT4; hub id, directory or GGUF) plus an optional adapter for inference.
+
+    With `int4_kernels`, every INT4 layer the packed kernel supports is packed once here and runs in bf16
+    (see `sqft.quantize.kernels`); the others keep dequantizing, which one log line names.
+    """
+    source = str(source)
+    check_device(device)
+    _check_not_adapter(source)
+    resolve_source(source)
+    if adapter is not None and not Path(adapter).is_dir():
+        raise SqftError(f"adapter '{adapter}' does not exist: give the adapter directory that finetune wrote")
+    parse_dtype(dtype)  # an unknown dtype fails before the load
+    model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        model = load_adapter(model, adapter)
+    model = model.to(device).eval()
+    packing = pack_int4_layers(model, device) if int4_kernels else None  # bf16 kernels (see kernel_dtype)
+    tok_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else source
+    tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_remote_code)
+    return LoadedModel(model, tokenizer, source, None if adapter is None else str(adapter), device, packing)
