@@ -55,13 +55,15 @@ def add_parser(subparsers) -> None:
     a.add_argument(
         "--adapter", choices=["lora", "nls"], default="nls", help="fixed rank (lora) or elastic (nls)"
     )
-    a.add_argument("--r-max", type=int, default=32, help="adapter rank r_max (default 32)")
+    a.add_argument(
+        "--r-max", type=int, default=None, help="adapter rank r_max (default: the largest of --ranks, 32)"
+    )
     a.add_argument(
         "--ranks",
         type=int,
         nargs="+",
         default=[32, 24, 16],
-        help="NLS search space per group; its maximum must be --r-max (default 32 24 16)",
+        help="NLS search space per group; its maximum is --r-max (default 32 24 16)",
     )
     a.add_argument(
         "--alpha", type=float, default=64.0, help="LoRA alpha; scaling s = alpha / r_max (default 64)"

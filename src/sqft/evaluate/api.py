@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from sqft.errors import OutputExistsError, SqftError
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "BACKENDS",
     "TASKS",
     "TaskSpec",
+    "sibling_train_split",
     "evaluate",
     "load_task_data",
     "run_task",
@@ -40,7 +42,8 @@ class TaskSpec:
 
     task: gsm8k | math | mc | commonsense-gen | perplexity. data: a .jsonl/.json/.parquet file or a hub id
     (perplexity also takes .txt). fewshot_data: GSM8K solved examples (defaults to `data`'s train split on the
-    hub; for files it must be given when n_shot > 0). delimiter: text between an MC query and a choice (None:
+    hub; for a file to a sibling train file, `train.jsonl` or the name with 'test' replaced by 'train',
+    and otherwise it must be given when n_shot > 0). delimiter: text between an MC query and a choice (None:
     per query, see `sqft.data.auto_delimiter`). max_new_tokens: None → 256 for math/gsm8k, 32 for
     commonsense-gen. add_bos: prefix a BOS token (lm-eval does not by default). backend: who scores an mc
     task, sqft or lm-eval (`sqft.evaluate.lm_eval_backend`, the `lm-eval` extra); other tasks are sqft's only.
@@ -62,6 +65,7 @@ class TaskSpec:
     backend: str = "sqft"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.task not in TASKS:
             raise SqftError(f"unknown task '{self.task}': known tasks are {', '.join(TASKS)}")
         if self.backend not in BACKENDS:
@@ -86,10 +90,24 @@ class TaskSpec:
             and self.fewshot_data is None
             and Path(self.data).exists()
         ):
-            raise SqftError(
-                f"{self.n_shot}-shot GSM8K needs solved examples that are not the test items: pass --fewshot-data "
-                "(e.g. the train split) or --n-shot 0"
-            )
+            sibling = sibling_train_split(self.data)
+            if sibling is None:
+                raise SqftError(
+                    f"{self.n_shot}-shot GSM8K needs solved examples that are not the test items: pass "
+                    "--fewshot-data (e.g. the train split) or --n-shot 0"
+                )
+            log.info("GSM8K few-shot examples from the sibling train split '%s'", sibling)
+            self.fewshot_data = str(sibling)
+
+
+def sibling_train_split(data: str | os.PathLike) -> Path | None:
+    """The train file beside a test file: the name with 'test' replaced by 'train', or `train<suffix>`."""
+    p = Path(data)
+    for name in (p.name.replace("test", "train"), f"train{p.suffix}"):
+        candidate = p.with_name(name)
+        if candidate.is_file() and candidate.resolve() != p.resolve():
+            return candidate
+    return None
 
 
 def load_task_data(spec: TaskSpec) -> dict:

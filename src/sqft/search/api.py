@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.search.heuristics import HEURISTICS, resolve_config
 from sqft.search.hill_climbing import Evaluation, HillClimbingConfig, SearchResult, hill_climb
 from sqft.search.space import Config, SearchSpace, save_config
 from sqft.search.validation import FORMATS, METRICS, check_disjoint, load_validation, sample_proxy
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "STRATEGIES",
@@ -61,6 +63,7 @@ class SearchConfig:
     cutoff: int = 256
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         name = self.strategy.partition(":")[0]
         if name not in STRATEGIES and not self.strategy.endswith(".json"):
             raise SqftError(
@@ -251,9 +254,11 @@ def run_search(
     """Choose a configuration and write it to `output` with the extracted sub-adapter; for a SparsePEFT /
     QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage)."""
     from sqft import adapt
-    from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
+    from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 
     check_output(output, overwrite)
+    check_device(device)
+    check_writable(output)
     fmt, metric, proxy, indices = _validation_proxy(cfg) if cfg.validation else (None, None, [], [])
     space = SearchSpace(adapt.elastic_space(adapter))
     stats = read_nls_stats(adapter)
