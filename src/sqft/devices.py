@@ -25,13 +25,17 @@ def _available(kind: str) -> tuple[bool, int]:
     return ok, xpu.device_count() if ok else 0
 
 
-def check_device(device: object) -> str:
-    """`device` as given when this machine has it; SqftError for an unknown, absent or out-of-range device."""
+def check_device(device: object, available: bool = True) -> str:
+    """`device` as given when this machine has it; SqftError for an unknown, absent or out-of-range device.
+
+    `available=False` checks the name only (a recipe for a GPU machine can be read anywhere)."""
     if not isinstance(device, str) or not device:
         raise SqftError(f"device {device!r} is not a device name: use cpu, cuda or cuda:N")
     kind, _, index = device.partition(":")
     if kind not in DEVICE_TYPES or (index and not index.isdigit()):
         raise SqftError(f"unknown device '{device}': use cpu, cuda, cuda:N, mps or xpu")
+    if not available:
+        return device
     ok, count = _available(kind)
     if not ok:
         raise SqftError(

@@ -22,6 +22,7 @@ __all__ = [
     "check_safetensors",
     "load_safetensors",
     "check_gguf",
+    "read_parquet",
 ]
 
 _MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
@@ -135,3 +136,12 @@ def check_gguf(path: str | os.PathLike) -> None:
         gguf.GGUFReader(str(p))
     except Exception as e:  # the reader raises ValueError, IndexError, struct.error ... on a damaged file
         raise SqftError(f"GGUF file '{p}' is damaged or truncated ({type(e).__name__}: {e})"[:400]) from e
+
+
+def read_parquet(path: str | os.PathLike) -> Any:
+    """A parquet file as a pyarrow table; a damaged file is one SqftError."""
+    pq = require("pyarrow.parquet", "hub")
+    try:
+        return pq.read_table(path)
+    except Exception as e:  # pyarrow.lib.ArrowInvalid and friends
+        raise SqftError(f"'{path}' is not a readable parquet file: {str(e).splitlines()[0][:200]}") from e

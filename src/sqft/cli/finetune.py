@@ -141,6 +141,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="loss on the response only (default: the whole sequence, as in the paper)",
     )
+    t.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the checkpoints of an earlier, interrupted run on this --output and start over "
+        "(without it a run resumes them, and refuses them when they were written with other settings)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.set_defaults(func=run)
 
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         data_format=args.format,
         template=args.template,
         response_template=args.response_template,
+        restart=args.restart,
     )
     from sqft.adapt.train import is_main_process
 
