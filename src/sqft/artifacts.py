@@ -7,6 +7,7 @@ interrupted or failed stage leaves no partial OUTPUT behind and never touches an
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "free_disk_bytes",
     "fingerprint",
     "atomic_output",
+    "clean_stale_siblings",
     "write_manifest",
     "parent_reference",
     "read_manifest",
@@ -39,41 +41,119 @@ __all__ = [
 ]
 
 MANIFEST = "sqft.json"
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
 DISK_MARGIN_BYTES = 64 * 2**20  # headroom beyond the estimated artifact (tokenizer, manifest, filesystem)
 
 
-def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate an output path before any work starts (fail fast, write nothing)."""
+def check_output(
+    output: str | os.PathLike, overwrite: bool = False, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """Validate an output path before any work starts (fail fast, write nothing).
+
+    `--overwrite` replaces only what sqft wrote: an existing OUTPUT must hold `sqft.json` and must be neither
+    one of the stage's `inputs` nor a directory that contains one. Leftovers of a killed run beside OUTPUT are
+    dealt with first (see `clean_stale_siblings`).
+    """
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output '{out}' already exists: choose another path or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise SqftError(f"output '{out}' exists and is not a directory: remove it or choose another path")
     parent = out.resolve().parent
     if not parent.exists():
         raise SqftError(f"the parent directory of output '{out}' does not exist: create '{parent}' first")
+    clean_stale_siblings(out)
+    if not out.exists():
+        return out
+    if not overwrite:
+        raise OutputExistsError(f"output '{out}' already exists: choose another path or pass --overwrite")
+    if not out.is_dir():
+        raise SqftError(f"output '{out}' exists and is not a directory: remove it or choose another path")
+    if not (out / MANIFEST).is_file():
+        raise SqftError(
+            f"output '{out}' has no {MANIFEST}, so sqft did not write it: --overwrite replaces only sqft "
+            "artifacts; choose another path or remove it yourself"
+        )
+    for source in inputs:
+        if source is not None and _contains(out, source):
+            raise SqftError(
+                f"output '{out}' is or contains the input '{source}': --overwrite would delete the input; "
+                "choose another output path"
+            )
     return out
 
 
+def _contains(directory: Path, source: str | os.PathLike) -> bool:
+    """Whether a local path `source` is `directory` or lies inside it (a hub id never does)."""
+    src = Path(source)
+    if not src.exists():
+        return False
+    d, s = directory.resolve(), src.resolve()
+    return s == d or d in s.parents
+
+
+def _sibling(out: Path, kind: str) -> str:
+    """Name prefix of a temporary sibling of `out`: `.NAME.tmp-PID-` (new content), `.NAME.old-PID` (old)."""
+    return f".{out.name}.{kind}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    return True
+
+
+def clean_stale_siblings(out: Path) -> None:
+    """Remove (or restore) the temporary siblings a killed run left beside `out`.
+
+    `.NAME.tmp-PID-*` is an unfinished new output: removed once process PID is gone. `.NAME.old-PID` is a
+    previous output moved aside in the instant before the new one was moved in: put back when OUTPUT is
+    missing (the run died between the two renames), removed otherwise. Siblings of live processes (another
+    run on the same output) are left alone; names without a PID (older sqft) are only named in a warning.
+    """
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        return
+    for path in sorted(parent.glob(f".{glob.escape(out.name)}.*-*")):
+        kind, _, rest = path.name[len(out.name) + 2 :].partition("-")
+        if kind not in ("tmp", "old"):
+            continue
+        pid = rest.split("-")[0]
+        if not pid.isdigit():
+            log.warning("a temporary directory of an earlier run lies beside the output: %s", path)
+        elif _pid_alive(int(pid)):
+            continue
+        elif kind == "old" and not out.exists():
+            log.warning("restoring %s from %s, left by a run killed while replacing it", out, path.name)
+            os.replace(path, out)
+        else:
+            log.warning("removing %s, left by a killed run", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def atomic_output(output: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(
+    output: str | os.PathLike, overwrite: bool = False, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `output`, on any error it is removed.
 
-    The old output (with `overwrite`) is moved aside and deleted only after the new one is in place.
+    The old output (with `overwrite`, see `check_output`) is moved aside and deleted only after the new one is
+    in place; a run killed between the two renames is repaired by the next one (`clean_stale_siblings`).
     """
-    out = check_output(output, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+    out = check_output(output, overwrite, inputs)
+    tmp = Path(tempfile.mkdtemp(prefix=_sibling(out, "tmp") + "-", dir=out.resolve().parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    check_output(out, overwrite, inputs)  # the path may have changed during the work
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(_sibling(out, "old"))
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:

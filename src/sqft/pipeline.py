@@ -150,7 +150,7 @@ def evaluate_to_dir(
     from sqft.evaluate.api import evaluate
     from sqft.modeling import load_model, load_tokenizer
 
-    check_writable(check_output(out))
+    check_writable(check_output(out, inputs=[model_path, adapter]))
     provenance = None
     if adapter is not None:
         from sqft.adapt.export import read_elastic_config
@@ -165,7 +165,7 @@ def evaluate_to_dir(
 
         model, parent = load_adapter(model, adapter), adapter
     results = evaluate(model, tokenizer, specs, device=device, progress=not quiet)
-    with atomic_output(out) as tmp:
+    with atomic_output(out, inputs=[model_path, adapter]) as tmp:
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_manifest(
             tmp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,12 @@ def check_model_output(
     dtype: str = "auto",
     gguf_file: str | None = None,
     size_factor: float = 1.0,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> None:
-    """Before any work: OUTPUT may be written and has room for about `size_factor` × the source's weights
-    (in `dtype`), and the source exists with undamaged config, tokenizer files and weight headers."""
-    check_output(output, overwrite)
+    """Before any work: OUTPUT may be written (`check_output` with the stage's `inputs`) and has room for about
+    `size_factor` × the source's weights (in `dtype`), and the source exists with undamaged config, tokenizer
+    files and weight headers."""
+    check_output(output, overwrite, inputs)
     where, gguf = resolve_source(source, gguf_file)
     cfg = None if gguf else _config_dict(where)
     need = int(weights_bytes(where, cfg, parse_dtype(dtype)) * size_factor)
@@ -78,9 +80,11 @@ def save_output(
     figures: dict[str, Any],
     overwrite: bool = False,
     save_fn: Callable[[nn.Module, Any, Path], None] = save_model,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> dict[str, Any]:
-    """Write weights + tokenizer + sqft.json to a temporary directory, then move it into place."""
-    with atomic_output(output, overwrite) as tmp:
+    """Write weights + tokenizer + sqft.json to a temporary directory, then move it into place (`inputs`:
+    the paths the stage read, which `--overwrite` must never delete)."""
+    with atomic_output(output, overwrite, inputs) as tmp:
         save_fn(model, tokenizer, tmp)
         return write_manifest(tmp, stage, config, parent, figures)
 
@@ -125,7 +129,8 @@ def run_calibrated_stage(
     from sqft.artifacts import Stopwatch
     from sqft.calibration import calibration_windows, load_texts
 
-    check_model_output(io.source, io.output, io.overwrite, io.dtype, io.gguf_file, size_factor)
+    inputs = [io.source, io.calibration]
+    check_model_output(io.source, io.output, io.overwrite, io.dtype, io.gguf_file, size_factor, inputs)
     texts = None
     if config.needs_calibration:
         if io.calibration is None:
@@ -163,4 +168,5 @@ def run_calibrated_stage(
         figures=figures,
         overwrite=io.overwrite,
         save_fn=save_fn,
+        inputs=inputs,
     )

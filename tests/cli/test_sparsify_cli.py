@@ -76,12 +76,38 @@ def test_bad_inputs_fail_cleanly(model_dir, tmp_path, capsys):
         assert out == existing or not out.exists()
 
 
-def test_overwrite_replaces_output(model_dir, tmp_path):
+def test_overwrite_replaces_an_sqft_artifact(model_dir, tmp_path):
     out = tmp_path / "o"
-    out.mkdir()
+    assert _sparsify(model_dir, out, "--method", "magnitude", "--sparsity", "0.25") == 0
     (out / "old.txt").write_text("old")
     assert _sparsify(model_dir, out, "--method", "magnitude", "--overwrite") == 0
-    assert not (out / "old.txt").exists() and (out / "sqft.json").is_file()
+    assert not (out / "old.txt").exists()
+    assert json.loads((out / "sqft.json").read_text())["config"]["sparsity"] == 0.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "tiny"]  # no temporary sibling left
+
+
+def _tree(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["unrelated", "input", "parent of input"])
+def test_overwrite_refuses_what_sqft_did_not_write_and_the_input(model_dir, tmp_path, capsys, target):
+    """`--overwrite` pointed at a folder of the user's files, at the input, or at a folder holding the input
+    (made to look like an artifact, so that only the input rule can refuse it) deletes nothing."""
+    if target == "unrelated":
+        out = tmp_path / "mine"
+        out.mkdir()
+        (out / "thesis.tex").write_text("years of work")
+        message = "has no sqft.json, so sqft did not write it"
+    else:
+        out = model_dir if target == "input" else tmp_path
+        (out / "sqft.json").write_text("{}")
+        message = "is or contains the input"
+    before = _tree(tmp_path)
+    assert _sparsify(model_dir, out, "--method", "magnitude", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert _tree(tmp_path) == before
 
 
 def test_interrupted_save_leaves_nothing(tmp_path):

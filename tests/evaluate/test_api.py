@@ -85,3 +85,11 @@ def test_write_results_atomic_and_refuses_overwrite(tmp_path):
     assert [q.name for q in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
     with pytest.raises(SqftError, match="does not exist"):
         write_results({}, tmp_path / "no" / "r.json")
+
+
+def test_overwrite_replaces_only_a_results_file(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text('{"hidden_size": 64}')
+    with pytest.raises(SqftError, match="not a results file"):
+        write_results({}, p, overwrite=True)
+    assert p.read_text() == '{"hidden_size": 64}'

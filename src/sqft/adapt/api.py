@@ -119,9 +119,10 @@ def finetune_to_dir(
     """
     from sqft.stage import check_model_output, load_input
 
-    out = check_output(output, overwrite)
-    check_model_output(model_source, output, overwrite, dtype, gguf_file, size_factor=0.0)
     from_file = isinstance(data, (str, os.PathLike))
+    inputs = [model_source, qa_int4, data if from_file else None]
+    out = check_output(output, overwrite, inputs)
+    check_model_output(model_source, output, overwrite, dtype, gguf_file, size_factor=0.0, inputs=inputs)
     if from_file:
         examples = load_training_examples(data, data_format, template, response_template, limit=data_limit)
     else:
@@ -140,7 +141,7 @@ def finetune_to_dir(
     with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
         result = finetune(model, tokenizer, examples, adapt, train, work, qa_params, progress)
     if is_main_process():
-        with atomic_output(out, overwrite) as tmp:
+        with atomic_output(out, overwrite, inputs) as tmp:
             save_adapter(result.model, tmp, base=parent, stats=result.stats)
             figures = {
                 **result.figures,
@@ -204,12 +205,12 @@ def extract_to_dir(
     force: bool = False,
 ) -> dict[str, int]:
     """Write the sub-adapter chosen by `spec` (median, maximal, ..., or a JSON file) to `output`."""
-    out = check_output(output, overwrite)
+    out = check_output(output, overwrite, [adapter_dir])
     check_writable(out)
     read_elastic_config(adapter_dir)  # a damaged adapter fails here, before the configuration is resolved
     checked = check_configuration_source(adapter_dir, spec, force)
     config = resolve_adapter_config(adapter_dir, spec)
-    with atomic_output(out, overwrite) as tmp:
+    with atomic_output(out, overwrite, [adapter_dir]) as tmp:
         ranks = extract_subadapter(adapter_dir, config, tmp)
         (tmp / CONFIGURATION_FILE).write_text(json.dumps(config, indent=2) + "\n")
         figures = {"adapter_parameters": _count_params(tmp), "mean_rank": sum(ranks.values()) / len(ranks)}
@@ -281,9 +282,10 @@ def merge_to_dir(
     from sqft.modeling.io import save_model
     from sqft.stage import check_model_output, load_input
 
-    out = check_output(output, overwrite)
+    inputs = [base_source, adapter_dir, qa_int4]
+    out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
-    check_model_output(base_source, output, overwrite, dtype, gguf_file)
+    check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
     provenance = check_base(meta, adapter_dir, base_source, force)
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
@@ -297,7 +299,7 @@ def merge_to_dir(
         model, report = merge_adapters(model, allow_densify, probe=_probe(tokenizer, model))
     if report.kind == "int4":
         _complete_int4(model, qa_int4)
-    with atomic_output(out, overwrite) as tmp:
+    with atomic_output(out, overwrite, inputs) as tmp:
         if report.kind == "int4":
             from sqft.quantize.format import save_gptq_model
 

@@ -198,9 +198,22 @@ def check_results_path(path: str | os.PathLike, overwrite: bool = False) -> Path
         raise OutputExistsError(f"results file '{p}' already exists: choose another path or pass --overwrite")
     if p.is_dir():
         raise SqftError(f"results path '{p}' is a directory: name a .json file")
+    if p.exists() and not _is_results_file(p):
+        raise SqftError(
+            f"'{p}' is not a results file of sqft evaluate: --overwrite replaces only those; choose another path"
+        )
     if not p.resolve().parent.is_dir():
         raise SqftError(f"the directory of results file '{p}' does not exist: create it first")
     return p
+
+
+def _is_results_file(p: Path) -> bool:
+    """Whether `p` is what `write_results` writes: a JSON object with a "results" mapping."""
+    try:
+        payload = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(payload, dict) and isinstance(payload.get("results"), dict)
 
 
 def write_results(

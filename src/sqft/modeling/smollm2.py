@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,9 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
         theta = (getattr(model.config, "rope_parameters", None) or {}).get("rope_theta")
         if theta != _ROPE_THETA:
             raise SqftError(f"SmolLM2 converted with rope_theta={theta}, expected {_ROPE_THETA}")
-        with atomic_output(target, overwrite=True) as tmp:
+        if target.exists():  # an incomplete conversion of our own cache (an artifact has no sqft.json)
+            log.warning("replacing the incomplete cache %s", target)
+            shutil.rmtree(target)
+        with atomic_output(target) as tmp:
             save_model(model, tokenizer, tmp)
     return target

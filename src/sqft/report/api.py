@@ -120,13 +120,13 @@ def write_report(
     paths: list[str | os.PathLike], output: str | os.PathLike, cfg: ReportConfig, overwrite: bool = False
 ) -> list[ReportRow]:
     """Collect the artifacts, optionally time them, and write the report directory; returns the rows."""
-    check_output(output, overwrite)
+    check_output(output, overwrite, paths)
     if cfg.plots:
         require("matplotlib", "report")  # fail before any slow work
     rows = collect_rows(paths)
     if cfg.measure_latency:
         add_latency(rows, cfg.latency)
-    with atomic_output(output, overwrite) as tmp:
+    with atomic_output(output, overwrite, paths) as tmp:
         figures = write_figures(rows, tmp) if cfg.plots else []
         notes = report_notes(cfg)
         (tmp / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes))

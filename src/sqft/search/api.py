@@ -255,14 +255,14 @@ def run_search(
     QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage). The adapter must have been
     trained on `base` (`sqft.adapt.provenance`), unless `force`."""
     from sqft import adapt
+    from sqft.adapt.export import read_elastic_config
     from sqft.adapt.provenance import check_base
     from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 
-    check_output(output, overwrite)
+    inputs = [adapter, base, cfg.validation]
+    check_output(output, overwrite, inputs)
     check_device(device)
     check_writable(output)
-    from sqft.adapt.export import read_elastic_config
-
     fmt, metric, proxy, indices = _validation_proxy(cfg) if cfg.validation else (None, None, [], [])
     meta = read_elastic_config(adapter)
     provenance = check_base(meta, adapter, base, force)
@@ -290,7 +290,7 @@ def run_search(
         "validation": {"source": cfg.validation, "format": fmt, "proxy_indices": indices},
         "test_data": cfg.test_data,
     }
-    with atomic_output(output, overwrite) as tmp:
+    with atomic_output(output, overwrite, inputs) as tmp:
         summary = write_search_outputs(tmp, result, space, info)
         if extract:
             summary["extracted"] = _extract(adapter, result.best, tmp / "adapter")
