@@ -168,15 +168,14 @@ def free_disk_bytes(directory: str | os.PathLike) -> int:
 def check_writable(output: str | os.PathLike, need_bytes: int = 0) -> Path:
     """Refuse, before any work, an output whose directory cannot be written or lacks room for `need_bytes`.
 
-    The check creates (and at once removes) a probe file beside OUTPUT: permission bits alone say nothing
-    for root, or on a read-only filesystem.
+    The check creates (and at once removes) an empty temporary sibling: permission bits alone say nothing for
+    root, or on a read-only filesystem; named as `atomic_output`'s, a kill in between leaves nothing that the
+    next run does not clean.
     """
     out = Path(output)
     parent = out.resolve().parent
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
+        os.rmdir(tempfile.mkdtemp(prefix=_sibling(out, "tmp") + "-probe", dir=parent))
     except OSError as e:
         raise SqftError(
             f"cannot write output '{out}': its directory '{parent}' is not writable ({e.strerror or e}); "

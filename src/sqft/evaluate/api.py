@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -219,10 +220,13 @@ def _is_results_file(p: Path) -> bool:
 def write_results(
     results: dict, path: str | os.PathLike, overwrite: bool = False, meta: dict | None = None
 ) -> Path:
-    """Write `{"results": {task: metrics}, **meta}` as JSON atomically (temp file, then rename)."""
+    """Write `{"results": {task: metrics}, **meta}` as JSON atomically (temp file, then rename).
+
+    The temporary file is `.NAME.tmp-PID-*`; those of killed runs are removed by the next write."""
     p = check_results_path(path, overwrite)
+    _remove_stale_temporaries(p)
     payload = {"results": results, **(meta or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.resolve().parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-{os.getpid()}-", dir=p.resolve().parent)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
@@ -232,6 +236,25 @@ def write_results(
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def _remove_stale_temporaries(p: Path) -> None:
+    """Delete `.NAME.tmp-PID-*` files beside results file `p` whose process is gone (a kill -9 mid-write)."""
+    for tmp in p.resolve().parent.glob(f".{glob.escape(p.name)}.tmp-*"):
+        pid = tmp.name[len(p.name) + 6 :].split("-")[0]
+        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+            log.warning("removing %s, left by a killed run", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def format_table(results: dict[str, dict]) -> str:
