@@ -92,14 +92,16 @@ def _interrupted(p: Path) -> bool:
     return own and not {CHECKPOINT_FILE, "trainer_state.json"} <= names
 
 
-def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
-    """The newest complete `checkpoint-N` directory in `work_dir`, if any. Newer checkpoints whose save was
-    interrupted are deleted (they are sqft's own, and the resumed run writes them again)."""
+def last_checkpoint(work_dir: str | os.PathLike, clean: bool = False) -> str | None:
+    """The newest complete `checkpoint-N` directory in `work_dir`, if any, skipping newer ones whose save was
+    interrupted; `clean` deletes those (they are sqft's own, and the resumed run writes them again)."""
     d = Path(work_dir)
     ckpts = sorted((p for p in d.glob("checkpoint-*") if _step(p) >= 0), key=_step) if d.is_dir() else []
     while ckpts and _interrupted(ckpts[-1]):
-        log.warning("deleting %s: its save was interrupted", ckpts[-1])
-        shutil.rmtree(ckpts.pop())
+        partial = ckpts.pop()
+        if clean:
+            log.warning("deleting %s: its save was interrupted", partial)
+            shutil.rmtree(partial)
     return str(ckpts[-1]) if ckpts else None
 
 
@@ -295,7 +297,7 @@ def finetune(
         train.learning_rate,
         f"{train.max_steps} steps" if train.max_steps > 0 else f"{train.epochs} epochs",
     )
-    resume = last_checkpoint(work_dir)
+    resume = last_checkpoint(work_dir, clean=True)
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
