@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -21,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from sqft.errors import OutputExistsError, SqftError
+from sqft.files import read_json_file, safetensors_header
 
 __all__ = [
     "MANIFEST",
     "check_output",
+    "check_writable",
+    "free_disk_bytes",
+    "fingerprint",
     "atomic_output",
     "clean_stale_siblings",
     "write_manifest",
@@ -37,6 +42,10 @@ __all__ = [
 
 MANIFEST = "sqft.json"
 log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+DISK_MARGIN_BYTES = 64 * 2**20  # headroom beyond the estimated artifact (tokenizer, manifest, filesystem)
 
 
 def check_output(
@@ -151,6 +160,70 @@ def atomic_output(
         shutil.rmtree(old, ignore_errors=True)
 
 
+def free_disk_bytes(directory: str | os.PathLike) -> int:
+    """Bytes free for this user on the filesystem holding `directory`."""
+    return shutil.disk_usage(directory).free
+
+
+def check_writable(output: str | os.PathLike, need_bytes: int = 0) -> Path:
+    """Refuse, before any work, an output whose directory cannot be written or lacks room for `need_bytes`.
+
+    The check creates (and at once removes) an empty temporary sibling: permission bits alone say nothing for
+    root, or on a read-only filesystem; named as `atomic_output`'s, a kill in between leaves nothing that the
+    next run does not clean.
+    """
+    out = Path(output)
+    parent = out.resolve().parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=_sibling(out, "tmp") + "-probe", dir=parent))
+    except OSError as e:
+        raise SqftError(
+            f"cannot write output '{out}': its directory '{parent}' is not writable ({e.strerror or e}); "
+            "choose another --output"
+        ) from e
+    free = free_disk_bytes(parent)
+    if need_bytes and free < need_bytes + DISK_MARGIN_BYTES:
+        raise SqftError(
+            f"output '{out}' needs about {need_bytes / 2**30:.2f} GiB but '{parent}' has only "
+            f"{free / 2**30:.2f} GiB free: free some space or choose another --output"
+        )
+    return out
+
+
+_SAMPLES, _SAMPLE_BYTES = 32, 4096  # bytes of tensor data hashed per weights file, besides its header
+
+
+def _file_identity(h: Any, f: Path) -> None:
+    """Hash a weights file's name, size, safetensors header and evenly spaced samples of its data."""
+    size = f.stat().st_size
+    h.update(f"{f.name}\0{size}\0".encode())
+    start = 0
+    if f.suffix == ".safetensors":
+        raw, _ = safetensors_header(f)
+        h.update(raw)
+        start = 8 + len(raw)
+    with f.open("rb") as fh:
+        for i in range(_SAMPLES):
+            fh.seek(start + (size - start) * i // _SAMPLES)
+            h.update(fh.read(_SAMPLE_BYTES))
+
+
+def fingerprint(source: str | os.PathLike | None) -> str | None:
+    """A cheap, stable identity of a model or adapter: sha256 over its weight files' names, sizes, safetensors
+    headers and 32 evenly spaced 4 KiB samples of their tensor data (a pruned, quantized or re-trained copy
+    differs in every sample; a copy elsewhere is the same). None for a hub id or a source without weights."""
+    if source is None:
+        return None
+    p = Path(source)
+    files = [p] if p.is_file() else sorted(p.glob("*.safetensors")) if p.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        _file_identity(h, f)
+    return h.hexdigest()[:32]
+
+
 def _jsonable(obj: Any) -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
         return _jsonable(asdict(obj))
@@ -193,13 +266,14 @@ def write_manifest(
     parent: str | None,
     figures: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write `sqft.json`: stage, full config, parent artifact (see `parent_reference`), versions and measured
-    figures."""
+    """Write `sqft.json`: stage, full config, parent artifact (see `parent_reference`) and its `fingerprint`,
+    versions and measured figures."""
     d = Path(directory)
     manifest = {
         "stage": stage,
         "config": _jsonable(config),
         "parent": None if parent is None else parent_reference(parent),
+        "parent_fingerprint": fingerprint(parent),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "figures": _jsonable(figures),
@@ -214,12 +288,10 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
     p = Path(directory) / MANIFEST
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SqftError(
-            f"manifest '{p}' is not valid JSON ({e}): the artifact is damaged, re-run its stage"
-        ) from e
+    manifest = read_json_file(p, "manifest")
+    if not isinstance(manifest, dict):
+        raise SqftError(f"manifest '{p}' is not a JSON object: the artifact is damaged, re-run its stage")
+    return manifest
 
 
 def dir_size_bytes(directory: str | os.PathLike) -> int:

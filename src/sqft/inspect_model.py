@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from sqft.artifacts import dir_size_bytes, read_manifest
 from sqft.errors import SqftError
+from sqft.files import read_json_file
 
 __all__ = ["inspect_artifact", "format_inspection"]
 
@@ -21,7 +21,9 @@ def inspect_artifact(directory: str | os.PathLike) -> dict[str, Any]:
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise SqftError(f"'{d}' is not a model directory (no config.json)")
-    cfg = json.loads((d / "config.json").read_text())
+    cfg = read_json_file(d / "config.json", "model config")
+    if not isinstance(cfg, dict):
+        raise SqftError(f"model config '{d / 'config.json'}' is not a JSON object")
     qcfg = cfg.get("quantization_config") or {}
     model = load_model(d)
     n_params = sum(p.numel() for p in model.parameters()) + sum(

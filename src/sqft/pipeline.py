@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sqft.artifacts import MANIFEST
-from sqft.errors import SqftError
 from sqft.recipe import Recipe, build
 from sqft.stage import StageIO
 
@@ -147,10 +146,17 @@ def evaluate_to_dir(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a model artifact (plus an optional adapter) and write `results.json` as an artifact of its own."""
-    from sqft.artifacts import atomic_output, write_manifest
+    from sqft.artifacts import atomic_output, check_output, check_writable, write_manifest
     from sqft.evaluate.api import evaluate
     from sqft.modeling import load_model, load_tokenizer
 
+    check_writable(check_output(out, inputs=[model_path, adapter]))
+    provenance = None
+    if adapter is not None:
+        from sqft.adapt.export import read_elastic_config
+        from sqft.adapt.provenance import check_base
+
+        provenance = check_base(read_elastic_config(adapter), adapter, model_path)
     model = load_model(model_path, dtype=dtype, device=device)
     tokenizer = load_tokenizer(model_path)
     parent = model_path
@@ -166,7 +172,7 @@ def evaluate_to_dir(
             "evaluate",
             {"tasks": specs, "model": model_path, "adapter": adapter},
             parent,
-            {"results": results},
+            {"results": results, "provenance": provenance},
         )
     return results
 
@@ -230,10 +236,14 @@ def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, An
 
 
 def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> PipelineState:
-    """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is."""
+    """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is.
+
+    Every input the recipe names is checked first (`sqft.preflight`), so a bad file fails before any stage.
+    """
+    from sqft.preflight import check_recipe_inputs
+
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise SqftError(f"run directory '{root}' is a file: choose a directory")
+    check_recipe_inputs(recipe, root)
     root.mkdir(parents=True, exist_ok=True)
     st = PipelineState(model=recipe.model, current=recipe.model)
     stages = [s for s in recipe.stages if not (s == "extract" and _fixed_rank(recipe))]

@@ -28,7 +28,10 @@ from typing import Any
 
 import yaml
 
+from sqft.devices import check_device
 from sqft.errors import SqftError
+from sqft.files import read_text_file
+from sqft.typecheck import check_field_types
 
 __all__ = ["PIPELINE_STAGES", "Recipe", "load_recipe", "build"]
 
@@ -46,9 +49,20 @@ _IO_KEYS = {
     "quantize": {"calibration", "text_field"},
 }
 
+# finetune.data: key → type (the arguments of sqft.data.load_training_examples)
+DATA_KEYS: dict[str, type | tuple[type, ...]] = {
+    "source": str,
+    "format": str,
+    "template": str,
+    "response_template": str,
+    "delimiter": str,
+    "split": str,
+    "limit": int,
+}
+
 
 def _unknown(where: str, keys: set[str], valid: set[str]) -> None:
-    bad = sorted(keys - valid)
+    bad = sorted(str(k) for k in keys - valid)
     if bad:
         hints = []
         for k in bad:
@@ -58,10 +72,8 @@ def _unknown(where: str, keys: set[str], valid: set[str]) -> None:
 
 
 def build(cls: type, section: dict[str, Any] | None, where: str, extra: set[str] = frozenset()) -> Any:
-    """Instantiate a config dataclass from a recipe section, refusing unknown keys by name."""
-    section = dict(section or {})
-    if not isinstance(section, dict):
-        raise SqftError(f"{where}: expected a mapping of keys, got {type(section).__name__}")
+    """Instantiate a config dataclass from a recipe section, refusing unknown keys and wrong types by name."""
+    section = mapping(section, where)
     valid = {f.name for f in fields(cls) if f.init}
     _unknown(where, set(section), valid | set(extra))
     kwargs = {
@@ -73,6 +85,32 @@ def build(cls: type, section: dict[str, Any] | None, where: str, extra: set[str]
         return cls(**kwargs)
     except TypeError as e:
         raise SqftError(f"{where}: {e}") from e
+    except SqftError as e:
+        raise SqftError(f"{where}: {e}") from e
+
+
+def mapping(section: Any, where: str) -> dict[str, Any]:
+    """A recipe section as a dict (None → {}); a scalar or a list where a mapping belongs is an error."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise SqftError(
+            f"{where}: expected a mapping of keys (key: value lines), got {type(section).__name__} "
+            f"{section!r:.60}"
+        )
+    return dict(section)
+
+
+def _check_data_section(data: dict[str, Any]) -> None:
+    _unknown("finetune.data", set(data), set(DATA_KEYS))
+    if "source" not in data:
+        raise SqftError("finetune.data: 'source' is required, e.g. source: train.jsonl")
+    for key, value in data.items():
+        kind = DATA_KEYS[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SqftError(
+                f"finetune.data.{key}={value!r:.60} must be {'an integer' if kind is int else 'a string'}"
+            )
 
 
 @dataclass
@@ -102,26 +140,35 @@ class Recipe:
         from sqft.quantize.api import QuantizeConfig
         from sqft.sparsify.api import SparsifyConfig
 
+        try:
+            check_field_types(self)
+        except SqftError as e:
+            raise SqftError(f"recipe: {e}") from e
         if self.pipeline not in PIPELINE_STAGES:
             raise SqftError(f"unknown pipeline '{self.pipeline}': use one of {', '.join(PIPELINE_STAGES)}")
+        check_device(self.device, available=False)  # availability: sqft.preflight, before the run
         for stage, cls in (("sparsify", SparsifyConfig), ("quantize", QuantizeConfig)):
             section = getattr(self, stage)
             if stage in self.stages and section is None:
                 raise SqftError(f"pipeline '{self.pipeline}' needs a '{stage}:' section")
             if section is not None:
-                build(cls, section, f"{stage}", _IO_KEYS[stage])
+                io = {k: v for k, v in section.items() if k in _IO_KEYS[stage]}
+                for key, value in io.items():
+                    if not isinstance(value, str):
+                        raise SqftError(f"{stage}.{key}={value!r:.60} must be a string")
+                build(cls, {k: v for k, v in section.items() if k not in io}, stage, _IO_KEYS[stage])
         ft = dict(self.finetune)
         _unknown("finetune", set(ft), {"data", "adapter", "train", "qa_base"})
         if "data" not in ft:
             raise SqftError("finetune: 'data' is required, e.g. data: {source: train.jsonl, format: gsm8k}")
-        _unknown(
-            "finetune.data",
-            set(ft["data"]),
-            {"source", "format", "template", "response_template", "delimiter", "split", "limit"},
-        )
+        _check_data_section(mapping(ft["data"], "finetune.data"))
         build(AdaptConfig, self.adapt_section(), "finetune.adapter")
         build(TrainConfig, ft.get("train"), "finetune.train")
         _unknown("extract", set(self.extract), {"config"})
+        if not isinstance(self.extract.get("config", "median"), str):
+            raise SqftError(
+                f"extract.config={self.extract['config']!r:.60} must be a string (median, FILE.json)"
+            )
         for name, spec in self.evaluate.items():
             build(TaskSpec, spec, f"evaluate.{name}")
         return self
@@ -131,7 +178,7 @@ class Recipe:
         from sqft.adapt.config import PIPELINES
 
         sparse, qa = PIPELINES[self.pipeline]
-        section = dict(self.finetune.get("adapter") or {})
+        section = mapping(self.finetune.get("adapter"), "finetune.adapter")
         for key in ("sparse_adapter", "quantization_aware"):
             if key in section:
                 raise SqftError(
@@ -146,9 +193,9 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if not p.is_file():
         raise SqftError(f"recipe '{p}' does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(read_text_file(p, "recipe"))
     except yaml.YAMLError as e:
-        raise SqftError(f"recipe '{p}' is not valid YAML: {e}") from e
+        raise SqftError(f"recipe '{p}' is not valid YAML: {' '.join(str(e).split())}") from e
     if not isinstance(data, dict):
         raise SqftError(f"recipe '{p}' must be a mapping with keys name, model, pipeline, ...")
     data.update(overrides or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,11 +11,49 @@ from typing import Any
 
 from torch import nn
 
-from sqft.artifacts import atomic_output, check_output, parent_reference, write_manifest
+from sqft.artifacts import atomic_output, check_output, check_writable, parent_reference, write_manifest
 from sqft.errors import SqftError
-from sqft.modeling.io import load_model, load_tokenizer, resolve_source, save_model
+from sqft.modeling.io import (
+    _config_dict,
+    load_model,
+    load_tokenizer,
+    parse_dtype,
+    resolve_source,
+    save_model,
+    weights_bytes,
+)
 
-__all__ = ["StageIO", "load_input", "max_positions", "run_calibrated_stage", "save_output"]
+__all__ = [
+    "StageIO",
+    "check_model_output",
+    "load_input",
+    "max_positions",
+    "run_calibrated_stage",
+    "save_output",
+]
+
+log = logging.getLogger(__name__)
+
+
+def check_model_output(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    overwrite: bool = False,
+    dtype: str = "auto",
+    gguf_file: str | None = None,
+    size_factor: float = 1.0,
+    inputs: Sequence[str | os.PathLike | None] = (),
+) -> None:
+    """Before any work: OUTPUT may be written (`check_output` with the stage's `inputs`) and has room for about
+    `size_factor` × the source's weights (in `dtype`), and the source exists with undamaged config, tokenizer
+    files and weight headers."""
+    check_output(output, overwrite, inputs)
+    where, gguf = resolve_source(source, gguf_file)
+    cfg = None if gguf else _config_dict(where)
+    need = int(weights_bytes(where, cfg, parse_dtype(dtype)) * size_factor)
+    if gguf:
+        need = Path(where, gguf).stat().st_size
+    check_writable(output, need)
 
 
 def load_input(
@@ -77,11 +116,12 @@ def run_calibrated_stage(
     apply: Callable[[nn.Module, Any], Any],
     figures_of: Callable[[Any], dict[str, Any]],
     save_fn: Callable[[nn.Module, Any, Path], None] = save_model,
+    size_factor: float = 1.0,
 ) -> dict[str, Any]:
     """Load, calibrate, transform, write: the flow every calibrated stage shares. Returns the manifest.
 
-    Everything that can be checked cheaply is checked before the slow model load: the output path, the model
-    source, the calibration file. `config` supplies method, needs_calibration, n_samples, seq_len, seed and
+    Everything that can be checked cheaply is checked before the slow model load: the output path (writable,
+    room for about `size_factor` × the input's weights), the model source, the calibration file. `config` supplies method, needs_calibration, n_samples, seq_len, seed and
     device; `check(model)` validates it against the model (N:M pattern, group size) before any work;
     `apply(model, windows)` does the stage's work in place and returns its result, `figures_of(result)` the
     stage's own figures for the manifest.
@@ -90,8 +130,7 @@ def run_calibrated_stage(
     from sqft.calibration import calibration_windows, load_texts
 
     inputs = [io.source, io.calibration]
-    check_output(io.output, io.overwrite, inputs)
-    resolve_source(io.source, io.gguf_file)
+    check_model_output(io.source, io.output, io.overwrite, io.dtype, io.gguf_file, size_factor, inputs)
     texts = None
     if config.needs_calibration:
         if io.calibration is None:
@@ -100,8 +139,12 @@ def run_calibrated_stage(
     model, tokenizer, parent = load_input(io.source, io.dtype, io.gguf_file, io.trust_remote_code)
     check(model)
     windows = None
+    requested = config.seq_len
     if texts is not None:
         seq_len = min(config.seq_len, max_positions(model) or config.seq_len)
+        if seq_len != requested:
+            log.info("seq_len %d capped to the model's max_position_embeddings %d", requested, seq_len)
+            config.seq_len = seq_len  # the manifest records the length used
         windows = calibration_windows(tokenizer, texts, config.n_samples, seq_len, config.seed)
     with Stopwatch(config.device) as sw:
         result = apply(model, windows)
@@ -112,6 +155,7 @@ def run_calibrated_stage(
         "calibration": {
             "source": None if io.calibration is None else str(io.calibration),
             "windows": None if windows is None else list(windows.shape),
+            "seq_len_requested": requested,
         },
     }
     return save_output(

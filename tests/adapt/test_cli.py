@@ -131,7 +131,7 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
 @pytest.mark.parametrize(
     "extra,msg",
     [
-        (["--ranks", "16", "8"], "maximum 16"),
+        (["--ranks", "16", "8", "--r-max", "32"], "maximum 16"),  # --r-max defaults to max(--ranks)
         (["--r-max", "0"], "positive"),
         (["--targets", "q_prj"], "match no linear"),
         (["--quantization-aware", "--sparse-adapter"], "INT4"),
@@ -170,6 +170,8 @@ def test_existing_output_and_merge_refusals(tmp_path, data, sparse_dir, int4_dir
     assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m")]) == 2
     assert "--allow-densify" in capsys.readouterr().err
     assert main(["merge", str(int4_dir), str(ad), "--output", str(tmp_path / "m")]) == 2
+    assert "was trained on" in capsys.readouterr().err  # provenance: not this base
+    assert main(["merge", str(int4_dir), str(ad), "--output", str(tmp_path / "m"), "--force"]) == 2
     assert "precision mismatch" in capsys.readouterr().err
     assert main(["merge", str(sparse_dir), str(ad), "--output", str(tmp_path / "m"), "--allow-densify"]) == 0
 

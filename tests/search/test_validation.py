@@ -19,8 +19,10 @@ def test_detect_format(tmp_path):
     assert detect_format(write_jsonl(tmp_path / "qa.jsonl", QA)) == "gsm8k"
     math = [{"instruction": "Add 1 and 2.", "input": "", "output": "3", "answer": "3"}]
     assert detect_format(write_jsonl(tmp_path / "m.jsonl", math)) == "math"
+    # plain text, as `sqft finetune --data` reads it, is scored by loss
+    assert detect_format(write_jsonl(tmp_path / "t.jsonl", [{"text": "hello"}])) == "text"
     with pytest.raises(SqftError, match="validation-format"):
-        detect_format(write_jsonl(tmp_path / "x.jsonl", [{"text": "hello"}]))
+        detect_format(write_jsonl(tmp_path / "x.jsonl", [{"body": "hello"}]))
 
 
 def test_proxy_is_seeded_distinct_and_capped():

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqft.errors import SqftError
+from sqft.typecheck import check_field_types
 
 __all__ = ["ADAPT_TARGETS", "GROUPINGS", "PIPELINES", "AdaptConfig", "TrainConfig"]
 
@@ -36,7 +37,8 @@ class AdaptConfig:
 
     adapter: str = "nls"
     """'lora' (fixed rank r_max) or 'nls' (elastic ranks from `ranks`, trained by sampling)."""
-    r_max: int = 32
+    r_max: int | None = None
+    """The adapter's allocated rank; None: the largest of `ranks` (32 with the default space)."""
     ranks: tuple[int, ...] = (32, 24, 16)
     """NLS search space per group; its maximum must be r_max. Ignored (set to (r_max,)) for 'lora'."""
     alpha: float = 64.0
@@ -51,8 +53,13 @@ class AdaptConfig:
     """'gptq': W_base is the INT4 base dequantized on the fly; 'fp16': W_base is the fp16 sparse weight."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.adapter not in ("lora", "nls"):
             raise SqftError(f"adapter '{self.adapter}' is unknown: use 'lora' or 'nls'")
+        if not self.ranks:
+            raise SqftError("ranks is empty: give the NLS search space, e.g. --ranks 32 24 16")
+        if self.r_max is None:
+            object.__setattr__(self, "r_max", max(int(r) for r in self.ranks))
         if not isinstance(self.r_max, int) or self.r_max <= 0:
             raise SqftError(f"r_max={self.r_max} must be a positive integer (the paper uses 32)")
         ranks = (self.r_max,) if self.adapter == "lora" else tuple(int(r) for r in self.ranks)
@@ -139,6 +146,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("batch_size", "micro_batch_size", "cutoff"):
             if getattr(self, name) <= 0:
                 raise SqftError(f"{name}={getattr(self, name)} must be a positive integer")
@@ -154,6 +162,13 @@ class TrainConfig:
             raise SqftError(f"mixed_precision '{self.mixed_precision}' is unknown: use no, bf16 or fp16")
         if self.warmup_steps < 0 or self.save_steps < 0:
             raise SqftError("warmup_steps and save_steps must be >= 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise SqftError(
+                f"max_steps={self.max_steps} would not train as asked: give a positive number of optimizer "
+                "steps, or -1 to train for the epochs"
+            )
+        if self.logging_steps < 1:
+            raise SqftError(f"logging_steps={self.logging_steps} must be a positive integer")
 
     def resolved(self, adapt: AdaptConfig, int4_base: bool) -> TrainConfig:
         """Fill the paper's defaults: lr 3e-4 (1e-4 for a dense adapter on INT4), 3 epochs (4 for QA)."""

@@ -3,7 +3,8 @@
 A directory holds
     adapter_config.json          PEFT's LoraConfig (r, lora_alpha, target_modules, rank_pattern, alpha_pattern)
     adapter_model.safetensors    base_model.model.<module>.lora_A.weight (r, in) / lora_B.weight (out, r)
-    elastic_adapter_config.json  sqft: the AdaptConfig, rank of each module, NLS groups {name: {modules, space}}
+    elastic_adapter_config.json  sqft: the AdaptConfig, rank of each module, NLS groups {name: {modules, space}},
+                                 the base's fingerprint and (SparsePEFT) the mask's (`sqft.adapt.provenance`)
     nls_stats.json               NLS statistics (super-adapters trained with NLS)
     qa_params.safetensors        frozen INT4 scales/zeros (QA with qa_base=fp16 only)
 Plain LoRA/NLS adapters load in vanilla PEFT (`PeftModel.from_pretrained`); per-module ranks use
@@ -22,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig
 from sqft.adapt.inject import adapter_config_of, adapter_layers, groups_of, inject_adapters
+from sqft.adapt.provenance import check_mask, mask_fingerprint
 from sqft.adapt.variants import QAParams
+from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
+from sqft.files import load_safetensors, read_json_file, safetensors_header
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -85,6 +89,7 @@ def _write(
     groups: Mapping[str, list[str]],
     qa_tensors: dict[str, torch.Tensor] | None,
     base: str | None,
+    provenance: Mapping[str, Any],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
@@ -98,6 +103,8 @@ def _write(
         "groups": {g: {"modules": list(ms), "space": list(cfg.ranks)} for g, ms in groups.items()},
         "qa_params_file": QA_PARAMS if qa_tensors else None,
         "base_model": base,
+        "base_fingerprint": provenance.get("base_fingerprint"),
+        "mask_fingerprint": provenance.get("mask_fingerprint"),
     }
     (directory / ELASTIC_CONFIG).write_text(json.dumps(elastic, indent=2) + "\n")
     if qa_tensors:
@@ -122,7 +129,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, base: str | Non
     for name, layer in layers.items():
         tensors[_key(name, "A")], tensors[_key(name, "B")] = layer.lora_A, layer.lora_B
     ranks = {n: layer.r_max for n, layer in layers.items()}
-    _write(Path(directory), cfg, tensors, ranks, groups_of(model), _qa_tensors(model, cfg), base)
+    provenance = {"base_fingerprint": fingerprint(base), "mask_fingerprint": mask_fingerprint(model)}
+    _write(Path(directory), cfg, tensors, ranks, groups_of(model), _qa_tensors(model, cfg), base, provenance)
     if stats is not None:
         stats.save(directory)
 
@@ -132,21 +140,30 @@ def read_elastic_config(adapter_dir: str | os.PathLike) -> dict[str, Any]:
     d = Path(adapter_dir)
     if not d.is_dir():
         raise SqftError(f"adapter '{d}' is not a directory")
-    if (d / ELASTIC_CONFIG).is_file():
-        return json.loads((d / ELASTIC_CONFIG).read_text())
-    if not (d / ADAPTER_CONFIG).is_file() or not (d / ADAPTER_WEIGHTS).is_file():
+    if not (d / ADAPTER_WEIGHTS).is_file():
         raise SqftError(f"'{d}' is not an adapter directory: it needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
-    peft = json.loads((d / ADAPTER_CONFIG).read_text())
+    safetensors_header(d / ADAPTER_WEIGHTS)  # a damaged weights file fails here, before any model is loaded
+    if (d / ELASTIC_CONFIG).is_file():
+        return _checked_meta(d, read_json_file(d / ELASTIC_CONFIG, "adapter description"))
+    if not (d / ADAPTER_CONFIG).is_file():
+        raise SqftError(f"'{d}' is not an adapter directory: it needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
+    peft = read_json_file(d / ADAPTER_CONFIG, "adapter config")
+    if not isinstance(peft, dict) or not isinstance(peft.get("r"), int) or "lora_alpha" not in peft:
+        raise SqftError(
+            f"adapter config '{d / ADAPTER_CONFIG}' is not a PEFT LoRA config (no r / lora_alpha)"
+        )
     if peft.get("peft_type") != "LORA":
         raise SqftError(
             f"adapter '{d}' has peft_type {peft.get('peft_type')!r}: only LoRA adapters are supported"
         )
-    shapes = {k: v.shape for k, v in load_file(str(d / ADAPTER_WEIGHTS)).items()}
+    shapes = {k: v.shape for k, v in load_safetensors(d / ADAPTER_WEIGHTS).items()}
     ranks = {
         k[len("base_model.model.") : -len(".lora_A.weight")]: s[0]
         for k, s in shapes.items()
         if k.endswith(".lora_A.weight")
     }
+    if not ranks:
+        raise SqftError(f"'{d / ADAPTER_WEIGHTS}' holds no LoRA tensors (*.lora_A.weight)")
     r_max = max(ranks.values())
     alpha = peft["lora_alpha"] * r_max / peft["r"]  # keep PEFT's scaling of the widest module
     suffixes = tuple(sorted({n.rsplit(".", 1)[-1] for n in ranks}))
@@ -161,16 +178,42 @@ def read_elastic_config(adapter_dir: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def _checked_meta(d: Path, meta: Any) -> dict[str, Any]:
+    """An elastic description with the keys and types every reader relies on, or one SqftError."""
+    ok = (
+        isinstance(meta, dict)
+        and isinstance(meta.get("adapt_config"), dict)
+        and isinstance(meta.get("module_ranks"), dict)
+        and isinstance(meta.get("groups"), dict)
+        and all(isinstance(g, dict) and "modules" in g and "space" in g for g in meta["groups"].values())
+    )
+    if not ok:
+        raise SqftError(
+            f"adapter description '{d / ELASTIC_CONFIG}' lacks adapt_config / module_ranks / groups: the adapter "
+            "is damaged or was not written by sqft; re-run sqft finetune"
+        )
+    return meta
+
+
+def _tensor(tensors: Mapping[str, torch.Tensor], key: str, d: Path) -> torch.Tensor:
+    if key not in tensors:
+        raise SqftError(f"adapter '{d}': {ADAPTER_WEIGHTS} has no tensor '{key}': the adapter is damaged")
+    return tensors[key]
+
+
 def _adapt_config(meta: Mapping[str, Any]) -> AdaptConfig:
     c = dict(meta["adapt_config"])
-    c["ranks"], c["targets"] = tuple(c["ranks"]), tuple(c["targets"])
-    return AdaptConfig(**c)
+    c["ranks"], c["targets"] = tuple(c.get("ranks") or ()), tuple(c.get("targets") or ())
+    try:
+        return AdaptConfig(**c)
+    except (TypeError, SqftError) as e:
+        raise SqftError(f"the adapter's adapt_config is not valid ({e}): the adapter is damaged") from e
 
 
 def _load_qa(d: Path, meta: Mapping[str, Any]) -> dict[str, QAParams] | None:
     if not meta.get("qa_params_file"):
         return None
-    t = load_file(str(d / meta["qa_params_file"]))
+    t = load_safetensors(d / meta["qa_params_file"])
     names = {k.rsplit(".", 1)[0] for k in t}
     return {
         n: QAParams(
@@ -180,8 +223,11 @@ def _load_qa(d: Path, meta: Mapping[str, Any]) -> dict[str, QAParams] | None:
     }
 
 
-def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
-    """Inject the adapter of `adapter_dir` into `base_model` (in place) and load its weights; returns the model."""
+def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike, force: bool = False) -> nn.Module:
+    """Inject the adapter of `adapter_dir` into `base_model` (in place) and load its weights; returns the model.
+
+    A SparsePEFT adapter's recorded mask must equal the base's zeros (`provenance.check_mask`), unless `force`.
+    """
     from sqft.modeling.structure import find_target_linears
 
     d = Path(adapter_dir)
@@ -196,10 +242,11 @@ def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Mo
             f"without adapter weights {missing[:3]} — use the base model the adapter was trained on"
         )
     inject_adapters(base_model, cfg, _load_qa(d, meta), module_ranks=ranks)
-    tensors = load_file(str(d / ADAPTER_WEIGHTS))
+    check_mask(meta, d, base_model, force)
+    tensors = load_safetensors(d / ADAPTER_WEIGHTS)
     with torch.no_grad():
         for name, layer in adapter_layers(base_model).items():
-            A, B = tensors[_key(name, "A")], tensors[_key(name, "B")]
+            A, B = _tensor(tensors, _key(name, "A"), d), _tensor(tensors, _key(name, "B"), d)
             if A.shape != layer.lora_A.shape or B.shape != layer.lora_B.shape:
                 raise SqftError(
                     f"adapter '{d}': '{name}' has shapes {tuple(A.shape)}/{tuple(B.shape)}, "
@@ -239,11 +286,11 @@ def extract_subadapter(
             raise SqftError(f"rank {r} for group '{g}' is not in its space {meta['groups'][g]['space']}")
         for n in groups[g]:
             ranks[n] = int(r)
-    tensors = load_file(str(d / ADAPTER_WEIGHTS))
+    tensors = load_safetensors(d / ADAPTER_WEIGHTS)
     sub = {}
     for n, r in ranks.items():
-        sub[_key(n, "A")] = tensors[_key(n, "A")][:r]  # (r, in)
-        sub[_key(n, "B")] = tensors[_key(n, "B")][:, :r]  # (out, r)
-    qa = load_file(str(d / meta["qa_params_file"])) if meta.get("qa_params_file") else None
-    _write(Path(output_dir), cfg.with_(adapter="lora"), sub, ranks, {}, qa, meta.get("base_model"))
+        sub[_key(n, "A")] = _tensor(tensors, _key(n, "A"), d)[:r]  # (r, in)
+        sub[_key(n, "B")] = _tensor(tensors, _key(n, "B"), d)[:, :r]  # (out, r)
+    qa = load_safetensors(d / meta["qa_params_file"]) if meta.get("qa_params_file") else None
+    _write(Path(output_dir), cfg.with_(adapter="lora"), sub, ranks, {}, qa, meta.get("base_model"), meta)
     return ranks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "adapter_state.safetensors"
+CHECKPOINT_DONE = "sqft_checkpoint_done"  # written last: a checkpoint without it was interrupted while saving
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,42 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
-    """The newest `checkpoint-N` directory in `work_dir`, if any."""
+def _step(p: Path) -> int:
+    tail = p.name.split("-")[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+_OWN_FILES = (
+    CHECKPOINT_FILE,
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "training_args.bin",
+    "nls_stats.json",
+)
+
+
+def _interrupted(p: Path) -> bool:
+    """An sqft checkpoint whose save was interrupted (a kill): only files sqft's trainer writes, and not the
+    marker written last. Checkpoints of older sqft (adapter state and trainer_state.json, no marker) count as
+    complete; foreign ones too (the loader refuses them by name)."""
+    if (p / CHECKPOINT_DONE).is_file():
+        return False
+    names = {f.name for f in p.iterdir()}
+    own = all(n in _OWN_FILES or n.startswith(("rng_state", "trainer_state")) for n in names)
+    return own and not {CHECKPOINT_FILE, "trainer_state.json"} <= names
+
+
+def last_checkpoint(work_dir: str | os.PathLike, clean: bool = False) -> str | None:
+    """The newest complete `checkpoint-N` directory in `work_dir`, if any, skipping newer ones whose save was
+    interrupted; `clean` deletes those (they are sqft's own, and the resumed run writes them again)."""
     d = Path(work_dir)
-    ckpts = sorted(d.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if d.is_dir() else []
+    ckpts = sorted((p for p in d.glob("checkpoint-*") if _step(p) >= 0), key=_step) if d.is_dir() else []
+    while ckpts and _interrupted(ckpts[-1]):
+        partial = ckpts.pop()
+        if clean:
+            log.warning("deleting %s: its save was interrupted", partial)
+            shutil.rmtree(partial)
     return str(ckpts[-1]) if ckpts else None
 
 
@@ -132,6 +166,20 @@ def _adapter_trainer_class():
             load_adapter_state(target, load_file(str(path)), str(path))
 
     return AdapterTrainer
+
+
+def _checkpoint_done_callback():
+    from transformers import TrainerCallback
+
+    class CheckpointDone(TrainerCallback):
+        """Mark a checkpoint complete once everything (Trainer state, NLS statistics) is in it."""
+
+        def on_save(self, args, state, control, **kw):  # type: ignore[override]
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir():
+                (ckpt / CHECKPOINT_DONE).write_text(f"{state.global_step}\n")
+
+    return CheckpointDone()
 
 
 class _Examples(torch.utils.data.Dataset):
@@ -220,12 +268,13 @@ def finetune(
     n_fusable = set_fused(model, fused)
     train = train.resolved(adapt, int4_base=int4)
     args = _training_args(train, Path(work_dir), progress)
-    callbacks = []
+    callbacks: list[Any] = []
     nls = None
     if groups_of(model):
         spaces = {g: list(adapt.ranks) for g in groups_of(model)}
         nls = NLSCallback(model, spaces, seed=train.nls_seed)
         callbacks.append(nls)
+    callbacks.append(_checkpoint_done_callback())  # after NLSCallback, whose on_save writes its statistics
     trainer = _adapter_trainer_class()(
         model=model,
         args=args,
@@ -248,7 +297,7 @@ def finetune(
         train.learning_rate,
         f"{train.max_steps} steps" if train.max_steps > 0 else f"{train.epochs} epochs",
     )
-    resume = last_checkpoint(work_dir)
+    resume = last_checkpoint(work_dir, clean=True)
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

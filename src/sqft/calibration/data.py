@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from sqft.errors import SqftError, require
+from sqft.files import read_parquet, read_text_file
 
 __all__ = ["load_texts", "calibration_windows", "load_calibration"]
 
@@ -41,10 +42,10 @@ def load_texts(source: str | os.PathLike, field: str = "text", split: str = "tra
                 f"calibration source '{p}' is a directory: pass a .txt/.jsonl/.json/.parquet file"
             )
         if suffix == ".txt":
-            texts = [p.read_text(encoding="utf-8")]
+            texts = [read_text_file(p, "calibration file")]
         elif suffix == ".jsonl":
             records = []
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+            for n, line in enumerate(read_text_file(p, "calibration file").splitlines(), start=1):
                 if line.strip():
                     try:
                         records.append(json.loads(line))
@@ -53,13 +54,12 @@ def load_texts(source: str | os.PathLike, field: str = "text", split: str = "tra
             texts = _texts_from_records(records, field, str(p))
         elif suffix == ".json":
             try:
-                data = json.loads(p.read_text(encoding="utf-8"))
+                data = json.loads(read_text_file(p, "calibration file"))
             except json.JSONDecodeError as e:
                 raise SqftError(f"{p}: not valid JSON ({e})") from e
             texts = _texts_from_records(data if isinstance(data, list) else [data], field, str(p))
         elif suffix == ".parquet":
-            pq = require("pyarrow.parquet", "hub")
-            table = pq.read_table(p)
+            table = read_parquet(p)
             if field not in table.column_names:
                 raise SqftError(f"{p}: no column '{field}' (it has {table.column_names}); pass --text-field")
             texts = [str(t) for t in table.column(field).to_pylist()]
@@ -91,10 +91,15 @@ def calibration_windows(
     sep = tokenizer.eos_token or "\n\n"
     ids = tokenizer(sep.join(texts), add_special_tokens=False, return_tensors="pt").input_ids[0]
     available = ids.numel() // seq_len
+    if available == 0:
+        raise SqftError(
+            f"the calibration text has {ids.numel()} tokens: not one window of seq_len={seq_len} fits; "
+            f"lower --seq-len to at most {ids.numel()} or give more text"
+        )
     if available < n_samples:
         raise SqftError(
             f"the calibration text has {ids.numel()} tokens: only {available} window(s) of seq_len={seq_len} "
-            f"could be made, {n_samples} requested; lower --n-samples to {max(available, 1)}, lower --seq-len, "
+            f"could be made, {n_samples} requested; lower --n-samples to {available}, lower --seq-len, "
             "or give more text"
         )
     g = torch.Generator().manual_seed(seed)

@@ -16,6 +16,7 @@ __all__ = [
     "add_calibration_args",
     "add_target_args",
     "add_runtime_args",
+    "add_force_arg",
     "add_calibrated_stage_args",
     "calibration_config_kwargs",
     "stage_io",
@@ -66,6 +67,15 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--ignore", nargs="*", default=[], help="linears to leave alone (same syntax as --targets)"
+    )
+
+
+def add_force_arg(p: argparse.ArgumentParser, what: str = "use the adapter") -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"{what} even though its recorded provenance says it was trained on another base (or, for "
+        "SparsePEFT, with another mask); the override is recorded in the manifest",
     )
 
 

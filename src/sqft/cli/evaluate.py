@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sqft.cli.common import add_model_args, add_runtime_args
+from sqft.cli.common import add_force_arg, add_model_args, add_runtime_args
 from sqft.errors import SqftError
 
 __all__ = ["add_parser", "build_specs", "load_adapter_model"]
@@ -84,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run INT4 layers on the packed bf16 kernels, as generate/bench do (default: the exact "
         "dequantized reference, so the figures are those of the stored codes)",
     )
+    add_force_arg(p, "evaluate with --adapter")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -130,33 +131,46 @@ def _spec(cls, task: str, data: str, args: argparse.Namespace):
     )
 
 
-def load_adapter_model(model, adapter_dir: str):
-    """`sqft.adapt.load_adapter(model, adapter_dir)`, or a clear error while adapters are not available."""
+def load_adapter_model(model, adapter_dir: str, force: bool = False):
+    """`sqft.adapt.load_adapter(model, adapter_dir, force)` (its SparsePEFT mask checked against the base)."""
+    from sqft.adapt import load_adapter
+
     if not Path(adapter_dir).is_dir():
         raise SqftError(f"adapter directory '{adapter_dir}' does not exist")
-    try:
-        from sqft.adapt import load_adapter
-    except ImportError as e:
-        raise SqftError(
-            "evaluating with --adapter is not supported yet in this version (sqft.adapt.load_adapter)"
-        ) from e
-    return load_adapter(model, adapter_dir)
+    return load_adapter(model, adapter_dir, force)
+
+
+def check_adapter_provenance(args: argparse.Namespace) -> dict | None:
+    """Before loading anything: the adapter exists, is undamaged and was trained on MODEL (or --force)."""
+    if args.adapter is None:
+        return None
+    from sqft.adapt.export import read_elastic_config
+    from sqft.adapt.provenance import check_base
+
+    if not Path(args.adapter).is_dir():
+        raise SqftError(f"adapter directory '{args.adapter}' does not exist")
+    return check_base(read_elastic_config(args.adapter), args.adapter, args.model, args.force)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.artifacts import versions
+    from sqft.artifacts import check_writable, versions
+    from sqft.devices import check_device
     from sqft.evaluate.api import check_results_path, evaluate, format_table, load_task_data, write_results
     from sqft.modeling import load_model, load_tokenizer
+    from sqft.modeling.io import resolve_source
 
+    check_device(args.device)
     specs = build_specs(args)
     if args.output is not None:
-        check_results_path(args.output, args.overwrite)
+        check_writable(check_results_path(args.output, args.overwrite))
+    resolve_source(args.model, args.gguf_file)
+    provenance = check_adapter_provenance(args)
     data = {name: load_task_data(spec) for name, spec in specs.items()}
     t0 = time.perf_counter()
     model = load_model(args.model, args.dtype, args.device, args.gguf_file, args.trust_remote_code)
     tokenizer = load_tokenizer(args.model, args.gguf_file, args.trust_remote_code)
     if args.adapter is not None:
-        model = load_adapter_model(model, args.adapter).to(args.device).eval()
+        model = load_adapter_model(model, args.adapter, args.force).to(args.device).eval()
     if args.int4_kernels:
         from sqft.quantize.kernels import pack_int4_layers
 
@@ -175,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
             "adapter": args.adapter,
             "tasks": {name: vars(spec) for name, spec in specs.items()},
             "device": args.device,
+            "provenance": provenance,
+            "force": args.force,
             "versions": versions(),
         }
         write_results(results, args.output, args.overwrite, meta)

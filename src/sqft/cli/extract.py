@@ -23,6 +23,11 @@ def add_parser(subparsers) -> None:
         help="median | maximal | minimal | most-frequent | min-loss[:K] | FILE.json (default median)",
     )
     add_output_args(p)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="use a --config FILE.json that a search chose for another adapter (recorded in the manifest)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="warnings only")
     p.set_defaults(func=run)
 
@@ -30,7 +35,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from sqft.adapt.api import extract_to_dir
 
-    config = extract_to_dir(args.adapter, args.config, args.output, overwrite=args.overwrite)
+    config = extract_to_dir(
+        args.adapter, args.config, args.output, overwrite=args.overwrite, force=args.force
+    )
     ranks = sorted(set(config.values()))
     print(f"sub-adapter '{args.config}' ({len(config)} groups, ranks {ranks}) saved to {args.output}")
     return 0

@@ -55,13 +55,15 @@ def add_parser(subparsers) -> None:
     a.add_argument(
         "--adapter", choices=["lora", "nls"], default="nls", help="fixed rank (lora) or elastic (nls)"
     )
-    a.add_argument("--r-max", type=int, default=32, help="adapter rank r_max (default 32)")
+    a.add_argument(
+        "--r-max", type=int, default=None, help="adapter rank r_max (default: the largest of --ranks, 32)"
+    )
     a.add_argument(
         "--ranks",
         type=int,
         nargs="+",
         default=[32, 24, 16],
-        help="NLS search space per group; its maximum must be --r-max (default 32 24 16)",
+        help="NLS search space per group; its maximum is --r-max (default 32 24 16)",
     )
     a.add_argument(
         "--alpha", type=float, default=64.0, help="LoRA alpha; scaling s = alpha / r_max (default 64)"
@@ -139,6 +141,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="loss on the response only (default: the whole sequence, as in the paper)",
     )
+    t.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the checkpoints of an earlier, interrupted run on this --output and start over "
+        "(without it a run resumes them, and refuses them when they were written with other settings)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.set_defaults(func=run)
 
@@ -203,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         data_format=args.format,
         template=args.template,
         response_template=args.response_template,
+        restart=args.restart,
     )
     from sqft.adapt.train import is_main_process
 

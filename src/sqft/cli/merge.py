@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_output_args
+from sqft.cli.common import add_force_arg, add_output_args
 
 __all__ = ["add_parser", "run"]
 
@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--qa-int4", default=None, help="QA adapter trained with --qa-base fp16: the INT4 model")
     p.add_argument("--dtype", default="auto", help="weights dtype of BASE: auto, float32, float16, bfloat16")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside BASE (when BASE is a directory)")
+    add_force_arg(p, "merge")
     p.add_argument("--quiet", "-q", action="store_true", help="warnings only")
     p.set_defaults(func=run)
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         qa_int4=args.qa_int4,
         gguf_file=args.gguf_file,
+        force=args.force,
     )
     print(
         f"merged {fig['layers']} layers into a {fig['kind']} model (target sparsity "

@@ -29,8 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--group-size",
         type=int,
-        default=128,
-        help="input columns per scale/zero group (default 128; -1 = per row)",
+        default=None,
+        help="input columns per scale/zero group; -1 = per row. Default: 128 where it divides every target's "
+        "in_features, else the largest power of two that does (logged, recorded in the manifest). A size given "
+        "here is used as given or refused",
     )
     p.add_argument("--sym", action="store_true", help="symmetric quantization (fixed zero point 2^(b-1))")
     p.add_argument(

@@ -18,21 +18,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", default=None, help="run directory (default: runs/<recipe name>)")
     p.add_argument("--model", default=None, help="override the recipe's model (hub id or local path)")
     p.add_argument("--device", default=None, help="override the recipe's device (cpu, cuda)")
-    p.add_argument("--check", action="store_true", help="only load and validate the recipe")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the recipe and every input it names (files read and parsed as the stages will read "
+        "them, the model's config and weight headers, the device, the run directory), then stop",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sqft.pipeline import run_recipe
+    from sqft.preflight import check_recipe_inputs
     from sqft.recipe import load_recipe
 
     overrides = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     recipe = load_recipe(args.recipe, overrides)
     if args.check:
+        notes = check_recipe_inputs(recipe, args.output or f"runs/{recipe.name}")
         print(
             f"recipe '{recipe.name}' is valid: pipeline {recipe.pipeline}, stages {' → '.join(recipe.stages)}"
         )
+        for note in notes:
+            print(f"  not checked offline: {note}")
         return 0
     state = run_recipe(recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet)
     for stage, d in state.dirs.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_output_args, add_runtime_args
+from sqft.cli.common import add_force_arg, add_output_args, add_runtime_args
 
 __all__ = ["add_parser"]
 
@@ -72,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--no-extract", action="store_true", help="write the configuration only, not the sub-adapter"
     )
     add_output_args(p)
+    add_force_arg(p, "search on --base")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         extract=not args.no_extract,
+        force=args.force,
     )
     sign, name = (-1, "mean loss") if summary["metric"] == "loss" else (1, summary["metric"])
     score, start = summary["score"], summary["start_score"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqft.errors import SqftError, require
+from sqft.files import read_parquet, read_text_file
 
 __all__ = ["Located", "read_records", "field", "SUFFIXES"]
 
@@ -40,7 +41,7 @@ def field(rec: Located, name: str, kind: type | tuple[type, ...] = str) -> Any:
 
 def _jsonl(p: Path) -> list[Located]:
     out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text_file(p, "data file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -53,7 +54,7 @@ def _jsonl(p: Path) -> list[Located]:
 
 def _json(p: Path) -> list[Located]:
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(p, "data file"))
     except json.JSONDecodeError as e:
         raise SqftError(f"{p}: not valid JSON ({e}); JSON Lines files need the .jsonl suffix") from e
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}: take the single list inside
@@ -63,8 +64,7 @@ def _json(p: Path) -> list[Located]:
 
 
 def _parquet(p: Path) -> list[Located]:
-    pq = require("pyarrow.parquet", "hub")
-    rows = pq.read_table(p).to_pylist()
+    rows = read_parquet(p).to_pylist()
     return [Located(f"{p} record {i + 1}", rec) for i, rec in enumerate(rows)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -14,11 +15,13 @@ import torch
 from torch import nn
 
 from sqft.errors import OutputExistsError, SqftError
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "BACKENDS",
     "TASKS",
     "TaskSpec",
+    "sibling_train_split",
     "evaluate",
     "load_task_data",
     "run_task",
@@ -40,7 +43,8 @@ class TaskSpec:
 
     task: gsm8k | math | mc | commonsense-gen | perplexity. data: a .jsonl/.json/.parquet file or a hub id
     (perplexity also takes .txt). fewshot_data: GSM8K solved examples (defaults to `data`'s train split on the
-    hub; for files it must be given when n_shot > 0). delimiter: text between an MC query and a choice (None:
+    hub; for a file to a sibling train file, `train.jsonl` or the name with 'test' replaced by 'train',
+    and otherwise it must be given when n_shot > 0). delimiter: text between an MC query and a choice (None:
     per query, see `sqft.data.auto_delimiter`). max_new_tokens: None → 256 for math/gsm8k, 32 for
     commonsense-gen. add_bos: prefix a BOS token (lm-eval does not by default). backend: who scores an mc
     task, sqft or lm-eval (`sqft.evaluate.lm_eval_backend`, the `lm-eval` extra); other tasks are sqft's only.
@@ -62,6 +66,7 @@ class TaskSpec:
     backend: str = "sqft"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.task not in TASKS:
             raise SqftError(f"unknown task '{self.task}': known tasks are {', '.join(TASKS)}")
         if self.backend not in BACKENDS:
@@ -86,10 +91,24 @@ class TaskSpec:
             and self.fewshot_data is None
             and Path(self.data).exists()
         ):
-            raise SqftError(
-                f"{self.n_shot}-shot GSM8K needs solved examples that are not the test items: pass --fewshot-data "
-                "(e.g. the train split) or --n-shot 0"
-            )
+            sibling = sibling_train_split(self.data)
+            if sibling is None:
+                raise SqftError(
+                    f"{self.n_shot}-shot GSM8K needs solved examples that are not the test items: pass "
+                    "--fewshot-data (e.g. the train split) or --n-shot 0"
+                )
+            log.info("GSM8K few-shot examples from the sibling train split '%s'", sibling)
+            self.fewshot_data = str(sibling)
+
+
+def sibling_train_split(data: str | os.PathLike) -> Path | None:
+    """The train file beside a test file: the name with 'test' replaced by 'train', or `train<suffix>`."""
+    p = Path(data)
+    for name in (p.name.replace("test", "train"), f"train{p.suffix}"):
+        candidate = p.with_name(name)
+        if candidate.is_file() and candidate.resolve() != p.resolve():
+            return candidate
+    return None
 
 
 def load_task_data(spec: TaskSpec) -> dict:
@@ -201,10 +220,13 @@ def _is_results_file(p: Path) -> bool:
 def write_results(
     results: dict, path: str | os.PathLike, overwrite: bool = False, meta: dict | None = None
 ) -> Path:
-    """Write `{"results": {task: metrics}, **meta}` as JSON atomically (temp file, then rename)."""
+    """Write `{"results": {task: metrics}, **meta}` as JSON atomically (temp file, then rename).
+
+    The temporary file is `.NAME.tmp-PID-*`; those of killed runs are removed by the next write."""
     p = check_results_path(path, overwrite)
+    _remove_stale_temporaries(p)
     payload = {"results": results, **(meta or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.resolve().parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-{os.getpid()}-", dir=p.resolve().parent)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
@@ -214,6 +236,25 @@ def write_results(
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def _remove_stale_temporaries(p: Path) -> None:
+    """Delete `.NAME.tmp-PID-*` files beside results file `p` whose process is gone (a kill -9 mid-write)."""
+    for tmp in p.resolve().parent.glob(f".{glob.escape(p.name)}.tmp-*"):
+        pid = tmp.name[len(p.name) + 6 :].split("-")[0]
+        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+            log.warning("removing %s, left by a killed run", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def format_table(results: dict[str, dict]) -> str:

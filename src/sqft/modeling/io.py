@@ -5,18 +5,32 @@ Weights are read with safetensors only (no unpickling), `trust_remote_code` is o
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from sqft.errors import SqftError, require
+from sqft.files import check_gguf, check_safetensors, read_json_file
 
-__all__ = ["check_fits", "load_model", "load_tokenizer", "save_model", "parse_dtype", "resolve_source"]
+__all__ = [
+    "check_fits",
+    "check_loading_info",
+    "load_model",
+    "load_tokenizer",
+    "save_model",
+    "parse_dtype",
+    "resolve_source",
+    "weights_bytes",
+]
+
+# JSON files of a model directory that transformers parses; checked first so that a damaged one is one line
+_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,7 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
     if p.suffix == ".gguf":
         if not p.is_file():
             raise SqftError(f"GGUF file '{s}' does not exist")
+        check_gguf(p)
         return str(p.parent), p.name
     if p.exists():
         if not p.is_dir():
@@ -66,8 +81,14 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
             )
         if gguf_file is not None and not (p / gguf_file).is_file():
             raise SqftError(f"GGUF file '{gguf_file}' not found in '{s}'")
-        if gguf_file is None:
-            _config_dict(s)  # a damaged config.json fails here, before any slow work
+        if gguf_file is not None:
+            check_gguf(p / gguf_file)
+        else:  # a damaged config.json, tokenizer file or weights header fails here, before any slow work
+            _config_dict(s)
+            for name in _JSON_FILES:
+                if (p / name).is_file():
+                    read_json_file(p / name, "model file")
+            check_safetensors(p)
         return s, gguf_file
     if not _HUB_ID.fullmatch(s):
         raise SqftError(f"model path '{s}' does not exist (and it is not a hub id like 'org/name')")
@@ -78,10 +99,15 @@ def _config_dict(directory: str) -> dict | None:
     p = Path(directory) / "config.json"
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SqftError(f"'{p}' is not valid JSON ({e}): the model directory is damaged") from e
+    cfg = read_json_file(p, "model config")
+    if not isinstance(cfg, dict):
+        raise SqftError(f"model config '{p}' is not a JSON object: the model directory is damaged")
+    return cfg
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def load_tokenizer(source: str | os.PathLike, gguf_file: str | None = None, trust_remote_code: bool = False):
@@ -90,7 +116,12 @@ def load_tokenizer(source: str | os.PathLike, gguf_file: str | None = None, trus
 
     where, gguf = resolve_source(source, gguf_file)
     kw = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
+    except Exception as e:  # tokenizers / sentencepiece raise plain Exceptions on damaged files
+        if isinstance(e, SqftError):
+            raise
+        raise SqftError(f"could not load the tokenizer of '{source}': {_first_line(e)}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -118,27 +149,61 @@ def load_model(
         from sqft.quantize.format import load_gptq_model
 
         return load_gptq_model(where, dtype=torch_dtype, device=device)
+    if gguf:
+        require("gguf", "gguf")
+    kw = {"gguf_file": gguf} if gguf else {"use_safetensors": True}
+    dt = (torch_dtype or torch.float32) if gguf else (torch_dtype if torch_dtype is not None else "auto")
     try:
-        if gguf:
-            require("gguf", "gguf")
-            model = AutoModelForCausalLM.from_pretrained(
-                where, gguf_file=gguf, dtype=torch_dtype or torch.float32, trust_remote_code=trust_remote_code
-            )
-            model = _plain_copy(model)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(
+        with _quiet_transformers():  # the load report is replaced by check_loading_info's one line
+            model, info = AutoModelForCausalLM.from_pretrained(
                 where,
-                dtype=torch_dtype if torch_dtype is not None else "auto",
+                dtype=dt,
                 trust_remote_code=trust_remote_code,
-                use_safetensors=True,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+                **kw,
             )
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         if isinstance(e, SqftError):
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SqftError(f"could not load model '{source}': {first}") from e
+        raise SqftError(f"could not load model '{source}': {_first_line(e)}") from e
+    check_loading_info(source, info)
+    if gguf:
+        model = _plain_copy(model)
     model.eval()
     return model.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def check_loading_info(source: str | os.PathLike, info: dict) -> None:
+    """Refuse a model whose weights do not cover its config: tensors the config needs but the checkpoint lacks
+    (transformers would initialise them randomly), tensors the config has no place for, or wrong shapes."""
+    problems = []
+    for key, what in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "wrong shape"),
+    ):
+        names = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(key) or ())
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            problems.append(f"{len(names)} {what} ({shown})")
+    if problems:
+        raise SqftError(
+            f"model '{source}': its weights do not match its config.json: {'; '.join(problems)}; the checkpoint "
+            "is incomplete or its config was edited: re-download or re-create it"
+        )
 
 
 def free_memory_bytes(device: str) -> int | None:
@@ -162,19 +227,34 @@ def check_fits(where: str, cfg: dict | None, dtype: torch.dtype | None, device: 
     The need is the size of the safetensors files, rescaled from the checkpoint's dtype to the requested one
     (INT4 checkpoints keep their packed size). Hub ids are not checked (their size is unknown before download).
     """
-    files = list(Path(where).glob("*.safetensors")) if Path(where).is_dir() else []
-    if not files:
+    need = weights_bytes(where, cfg, dtype)
+    if not need:
         return
-    need = sum(f.stat().st_size for f in files)
-    stored = parse_dtype((cfg or {}).get("dtype") or (cfg or {}).get("torch_dtype") or "auto")
-    if dtype is not None and stored is not None and not (cfg or {}).get("quantization_config"):
-        need = need * torch.finfo(dtype).bits // torch.finfo(stored).bits
     free = free_memory_bytes(device)
     if free is not None and need > free:
         raise SqftError(
             f"model '{where}' needs about {need / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB is free: "
             "load it in a smaller dtype (--dtype bfloat16), use a device with more memory, or free some"
         )
+
+
+def weights_bytes(where: str, cfg: dict | None, dtype: torch.dtype | None) -> int:
+    """Bytes of a local model's safetensors weights, rescaled from the checkpoint's dtype to `dtype` (INT4
+    checkpoints keep their packed size); 0 when unknown (a hub id)."""
+    files = list(Path(where).glob("*.safetensors")) if Path(where).is_dir() else []
+    need = sum(f.stat().st_size for f in files)
+    stored = _stored_dtype(cfg)
+    if need and dtype is not None and stored is not None and not (cfg or {}).get("quantization_config"):
+        need = need * torch.finfo(dtype).bits // torch.finfo(stored).bits
+    return need
+
+
+def _stored_dtype(cfg: dict | None) -> torch.dtype | None:
+    name = (cfg or {}).get("dtype") or (cfg or {}).get("torch_dtype") or "auto"
+    try:
+        return parse_dtype(name)
+    except SqftError:
+        return None
 
 
 def _plain_copy(model: nn.Module) -> nn.Module:

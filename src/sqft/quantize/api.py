@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sqft.calibration import Hessian, run_layerwise
+from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
 from sqft.quantize.format import FORMATS, replace_module, save_gptq_model
@@ -24,11 +25,13 @@ from sqft.quantize.packing import SUPPORTED_BITS
 from sqft.quantize.qlinear import QuantLinear
 from sqft.quantize.rtn import rtn_quantize
 from sqft.stage import StageIO
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "METHODS",
     "QuantizeConfig",
     "QuantizationResult",
+    "auto_group_size",
     "check_group_size",
     "quantize",
     "quantize_model",
@@ -41,11 +44,13 @@ METHODS = ("gptq", "rtn")
 
 @dataclass
 class QuantizeConfig:
-    """How to quantize. `group_size=-1` is one group per output row (per channel)."""
+    """How to quantize. `group_size=-1` is one group per output row (per channel); None (the default) chooses
+    it from the model (`auto_group_size`: 128 where it divides every target, else the largest power of two that
+    does), while an explicit size is used as given or refused."""
 
     method: str = "gptq"
     bits: int = 4
-    group_size: int = 128
+    group_size: int | None = None
     sym: bool = False
     percdamp: float = 0.01  # GPTQ damping λ = percdamp · mean(diag H)
     blocksize: int = 128  # GPTQ column block of the lazy batch update
@@ -56,15 +61,19 @@ class QuantizeConfig:
     ignore: list[str] = field(default_factory=list)
     device: str = "cpu"
     checkpoint_format: str = "gptq"  # v1 (z ≥ 1, read everywhere) or gptq_v2
+    group_size_auto: bool = field(default=False, init=False)
+    """True when `group_size` was chosen from the model (recorded in the manifest)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        check_device(self.device)
         if self.method not in METHODS:
             raise SqftError(f"unknown quantize method '{self.method}': choose one of {', '.join(METHODS)}")
         if self.bits not in SUPPORTED_BITS:
             raise SqftError(
                 f"bits={self.bits} is not supported: use one of {', '.join(map(str, SUPPORTED_BITS))}"
             )
-        if self.group_size != -1 and self.group_size < 1:
+        if self.group_size is not None and self.group_size != -1 and self.group_size < 1:
             raise SqftError(f"group size {self.group_size} is invalid: use a positive size (e.g. 128) or -1")
         if not 0 < self.percdamp < 1:
             raise SqftError(f"damping {self.percdamp} must be in (0, 1) (default 0.01)")
@@ -104,8 +113,27 @@ class QuantizationResult:
         return self.zeros_after / max(self.numel, 1)
 
 
+DEFAULT_GROUP_SIZE = 128
+MIN_AUTO_GROUP_SIZE = 16  # below this an automatic choice falls back to per-channel (-1)
+
+
+def _common_sizes(in_features: list[int]) -> list[int]:
+    """Powers of two from 256 down to 2 that divide every in_features."""
+    return [g for g in (256, 128, 64, 32, 16, 8, 4, 2) if all(n % g == 0 for n in in_features)]
+
+
+def auto_group_size(in_features: list[int]) -> int:
+    """128 when it divides every in_features, else the largest power of two that does (at least 16), else -1."""
+    fits = [g for g in _common_sizes(in_features) if g <= DEFAULT_GROUP_SIZE]
+    return fits[0] if fits and fits[0] >= MIN_AUTO_GROUP_SIZE else -1
+
+
 def check_group_size(model: nn.Module, config: QuantizeConfig) -> dict[str, nn.Linear]:
-    """The target linears, after refusing quantized ones and group sizes that do not divide in_features."""
+    """The target linears, after refusing quantized ones and group sizes that do not divide in_features.
+
+    An automatic group size (`config.group_size=None`) is chosen here, from every target, and written into
+    `config` (with `group_size_auto=True`) so that the quantization, the checkpoint and the manifest use it.
+    """
     check_targets(model, config.targets, config.ignore)
     linears = find_target_linears(model, config.targets, config.ignore)
     for name, lin in linears.items():
@@ -113,11 +141,16 @@ def check_group_size(model: nn.Module, config: QuantizeConfig) -> dict[str, nn.L
             raise SqftError(
                 f"{name} is already quantized ({type(lin).__name__}): quantize a full-precision model"
             )
+    widths = [lin.in_features for lin in linears.values()]
+    if config.group_size is None:
+        config.group_size, config.group_size_auto = auto_group_size(widths), True
+        log.info("group size %d (automatic: it divides the in_features of every target)", config.group_size)
+    for name, lin in linears.items():
         if config.group_size != -1 and lin.in_features % config.group_size:
-            divisors = [g for g in (256, 128, 64, 32, 16, 8, 4, 2) if lin.in_features % g == 0]
             raise SqftError(
                 f"group size {config.group_size} does not divide in_features={lin.in_features} of {name}: "
-                f"use --group-size -1 (per channel) or one of {divisors}"
+                f"use --group-size -1 (per channel), one of {_common_sizes(widths)} (they divide every "
+                "target), or leave --group-size out to choose automatically"
             )
     return linears
 
@@ -212,6 +245,7 @@ def quantize_model(io: StageIO, config: QuantizeConfig) -> dict[str, Any]:
     def save(m: nn.Module, tok: Any, d: Any) -> None:
         save_gptq_model(m, tok, d, config.checkpoint_format, config.group_size)
 
+    # an INT4 artifact holds about bits/16 of the fp16 targets plus the dense embeddings: half is an upper bound
     return run_calibrated_stage(
-        "quantize", io, config, lambda m: check_group_size(m, config), apply, figures_of, save_fn=save
+        "quantize", io, config, lambda m: check_group_size(m, config), apply, figures_of, save, 0.5
     )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from sqft.errors import SqftError
+from sqft.files import load_safetensors, read_json_file
 from sqft.modeling.structure import layers_path
 from sqft.quantize.packing import pack_zeros, unpack_zeros
 from sqft.quantize.qlinear import QuantLinear
@@ -144,17 +145,31 @@ def save_gptq_model(
 
 
 def _read_safetensors(d: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     index = d / _WEIGHTS_INDEX
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else []
-    files = files or [p.name for p in sorted(d.glob("*.safetensors"))]
+    weight_map = (
+        (read_json_file(index, "weights index") or {}).get("weight_map", {}) if index.is_file() else {}
+    )
+    files = sorted(set(weight_map.values())) or [p.name for p in sorted(d.glob("*.safetensors"))]
     if not files:
         raise SqftError(f"'{d}' holds no .safetensors weights")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(d / f))
+        if not (d / f).is_file():
+            raise SqftError(f"'{d}': weights file '{f}' named by {_WEIGHTS_INDEX} is missing")
+        sd.update(load_safetensors(d / f))
     return sd
+
+
+def _check_shapes(d: Path, model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors whose shape is not the model's (load_state_dict would raise a long RuntimeError)."""
+    own = model.state_dict()
+    wrong = sorted(k for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape))
+    if wrong:
+        k = wrong[0]
+        raise SqftError(
+            f"'{d}' does not match its config: {len(wrong)} tensor(s) of the wrong shape, e.g. {k} is "
+            f"{tuple(sd[k].shape)} where the config needs {tuple(own[k].shape)}"
+        )
 
 
 def _build_skeleton(config: Any, dtype: torch.dtype) -> nn.Module:
@@ -183,13 +198,21 @@ def load_gptq_model(
     if fmt not in FORMATS:
         raise SqftError(f"'{d}' has checkpoint_format '{fmt}': sqft reads {', '.join(FORMATS)}")
     del config.quantization_config
+    if not isinstance(qc.get("bits"), int):
+        raise SqftError(f"'{d}': quantization_config.bits is {qc.get('bits')!r}, not an integer")
     bits, group_size, sym = int(qc["bits"]), int(qc.get("group_size", -1)), bool(qc.get("sym", True))
     dtype = dtype or getattr(config, "dtype", None) or torch.float32
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     model = _build_skeleton(config, dtype)
     sd = _read_safetensors(d)
+    modules = dict(model.named_modules())
     for name in sorted(k[: -len(".qweight")] for k in sd if k.endswith(".qweight")):
-        lin = model.get_submodule(name)
+        lin = modules.get(name)
+        if not isinstance(lin, nn.Linear) or f"{name}.qzeros" not in sd:
+            raise SqftError(
+                f"'{d}' does not match its config: INT4 layer '{name}' has no linear in the model its config "
+                "describes (or no qzeros): the checkpoint is damaged or its config was edited"
+            )
         layer = QuantLinear(
             lin.in_features, lin.out_features, bits, group_size, sym, bias=f"{name}.bias" in sd
         )
@@ -197,6 +220,7 @@ def load_gptq_model(
             zero = unpack_zeros(sd[f"{name}.qzeros"], bits, lin.out_features) + 1
             sd[f"{name}.qzeros"] = pack_zeros(zero, bits)
         replace_module(model, name, layer)
+    _check_shapes(d, model, sd)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     tied = getattr(config, "tie_word_embeddings", False)
     missing = [k for k in missing if not (tied and k.startswith("lm_head."))]

@@ -156,7 +156,7 @@ def _sparsity(a: Artifact) -> float | None:
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError (a binary file)
         log.warning("ignoring unreadable '%s': %s", path, e)
         return None
 

@@ -18,11 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from sqft.devices import check_device
 from sqft.errors import SqftError
+from sqft.files import read_json_file
 from sqft.search.heuristics import HEURISTICS, resolve_config
 from sqft.search.hill_climbing import Evaluation, HillClimbingConfig, SearchResult, hill_climb
 from sqft.search.space import Config, SearchSpace, save_config
 from sqft.search.validation import FORMATS, METRICS, check_disjoint, load_validation, sample_proxy
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "STRATEGIES",
@@ -61,6 +64,7 @@ class SearchConfig:
     cutoff: int = 256
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         name = self.strategy.partition(":")[0]
         if name not in STRATEGIES and not self.strategy.endswith(".json"):
             raise SqftError(
@@ -89,10 +93,7 @@ def read_nls_stats(adapter_dir: str | os.PathLike) -> dict[str, Any] | None:
     p = Path(adapter_dir) / NLS_STATS
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SqftError(f"'{p}' is not valid JSON ({e}): re-save the adapter or use --strategy median") from e
+    return read_json_file(p, "NLS statistics")
 
 
 @torch.no_grad()
@@ -223,6 +224,7 @@ def _scored_search(
     dtype: str,
     device: str,
     quiet: bool,
+    force: bool = False,
 ) -> SearchResult:
     """Load base + adapter once and run the strategy; without a proxy set, no model is needed at all."""
     if not proxy:
@@ -231,7 +233,7 @@ def _scored_search(
     from sqft.stage import load_input
 
     model, tokenizer, _ = load_input(base, dtype)
-    model = adapt.load_adapter(model, adapter).to(device).eval()
+    model = adapt.load_adapter(model, adapter, force).to(device).eval()
     score = make_score_fn(model, tokenizer, proxy, metric, adapt.set_active_ranks, cfg.batch_size, cfg.cutoff)
     return choose_configuration(space, cfg.strategy, score, cfg.hill_climbing, stats, quiet)
 
@@ -247,15 +249,27 @@ def run_search(
     overwrite: bool = False,
     quiet: bool = False,
     extract: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Choose a configuration and write it to `output` with the extracted sub-adapter; for a SparsePEFT /
-    QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage)."""
+    QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage). The adapter must have been
+    trained on `base` (`sqft.adapt.provenance`), unless `force`."""
     from sqft import adapt
-    from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
+    from sqft.adapt.export import read_elastic_config
+    from sqft.adapt.provenance import check_base
+    from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 
     inputs = [adapter, base, cfg.validation]
     check_output(output, overwrite, inputs)
+    check_device(device)
+    check_writable(output)
     fmt, metric, proxy, indices = _validation_proxy(cfg) if cfg.validation else (None, None, [], [])
+    meta = read_elastic_config(adapter)
+    provenance = check_base(meta, adapter, base, force)
+    if Path(str(base)).exists():
+        from sqft.modeling.io import resolve_source
+
+        resolve_source(base)  # a damaged base fails here, before any model is loaded
     space = SearchSpace(adapt.elastic_space(adapter))
     stats = read_nls_stats(adapter)
     if cfg.strategy == "hill-climbing":
@@ -263,7 +277,7 @@ def run_search(
     else:
         resolve_config(cfg.strategy, space, stats)  # fail fast on missing stats or a bad JSON
     with Stopwatch(device) as watch:
-        result = _scored_search(adapter, base, space, cfg, proxy, metric, stats, dtype, device, quiet)
+        result = _scored_search(adapter, base, space, cfg, proxy, metric, stats, dtype, device, quiet, force)
     log.info(
         "chosen configuration scores %s (%s) after %d evaluations",
         result.best_score,
@@ -280,15 +294,16 @@ def run_search(
         summary = write_search_outputs(tmp, result, space, info)
         if extract:
             summary["extracted"] = _extract(adapter, result.best, tmp / "adapter")
-            summary["merged"] = _merge_if_sparse(adapter, base, tmp, dtype)
+            summary["merged"] = _merge_if_sparse(adapter, base, tmp, dtype, force)
         figures = {
             "score": summary["score"],
             "start_score": summary["start_score"],
             "n_evaluations": len(result.evaluations),
             "seconds": watch.seconds,
             "peak_memory_bytes": watch.peak_memory_bytes,
+            "provenance": provenance,
         }
-        manifest_config = {**asdict(cfg), "adapter": str(adapter), "base": base}
+        manifest_config = {**asdict(cfg), "adapter": str(adapter), "base": base, "force": force}
         write_manifest(tmp, "search", manifest_config, str(adapter), figures)
     return summary
 
@@ -301,7 +316,9 @@ def _extract(adapter: str | os.PathLike, config: Config, dest: Path) -> str:
     return dest.name
 
 
-def _merge_if_sparse(adapter: str | os.PathLike, base: str, out: Path, dtype: str) -> str | None:
+def _merge_if_sparse(
+    adapter: str | os.PathLike, base: str, out: Path, dtype: str, force: bool = False
+) -> str | None:
     """SparsePEFT / QA-SparsePEFT: merge the chosen configuration into the base (`merged/`), as `sqft merge`
     would. A merge the merge stage refuses is logged, not fatal: the search result is kept."""
     from sqft.adapt.api import merge_to_dir
@@ -310,7 +327,8 @@ def _merge_if_sparse(adapter: str | os.PathLike, base: str, out: Path, dtype: st
     if not read_elastic_config(adapter)["adapt_config"].get("sparse_adapter"):
         return None
     try:
-        merge_to_dir(base, adapter, out / "merged", config_spec=str(out / "configuration.json"), dtype=dtype)
+        spec = str(out / "configuration.json")
+        merge_to_dir(base, adapter, out / "merged", config_spec=spec, dtype=dtype, force=force)
     except SqftError as e:
         log.warning("the chosen sub-adapter was not merged (%s); run `sqft merge` with configuration.json", e)
         return None

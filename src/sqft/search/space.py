@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from sqft.errors import SqftError
+from sqft.files import read_json_file
 
 __all__ = ["Config", "SearchSpace", "load_config", "save_config"]
 
@@ -221,10 +222,7 @@ def load_config(path: str | os.PathLike, space: SearchSpace | None = None) -> Co
     p = Path(path)
     if not p.is_file():
         raise SqftError(f"configuration file '{p}' does not exist")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SqftError(f"configuration file '{p}' is not valid JSON ({e})") from e
+    data = read_json_file(p, "configuration file")
     if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
     if not isinstance(data, dict) or not all(

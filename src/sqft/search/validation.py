@@ -2,7 +2,8 @@
 
 Two kinds of data, two scores (higher is better for both):
 - multiple choice (`{"query", "choices", "gold"}` or Winogrande's schema) → accuracy by log-likelihood;
-- anything with a reference text (GSM8K, LLM-Adapters math/commonsense) → the negative mean token loss of
+- anything with a reference text (GSM8K, LLM-Adapters math/commonsense, prompt/response pairs, plain
+  `{"text": ...}` records as `sqft finetune --data` reads them) → the negative mean token loss of
   prompt + response, the cheap proxy of the training objective (generation would cost ~100× more per item).
 
 The validation set must never be the reported test set (paper §3.3 uses the validation splits of ARC and
@@ -30,22 +31,23 @@ __all__ = [
     "check_disjoint",
 ]
 
-FORMATS = ("auto", "mc", "gsm8k", "math", "commonsense")
+FORMATS = ("auto", "mc", "gsm8k", "math", "commonsense", "text")
 METRICS = ("auto", "accuracy", "loss")
 
 
 def detect_format(source: str | os.PathLike, split: str = "validation") -> str:
-    """'mc' for multiple-choice records, 'gsm8k' for question/answer, 'math' for LLM-Adapters records."""
+    """'mc' for multiple-choice records, 'gsm8k' for question/answer, 'math' for LLM-Adapters records, 'text'
+    for plain text or prompt/response records (scored by loss, as `sqft finetune` trains on them)."""
     from sqft.data import read_records, training_format_of
 
     rec = read_records(source, split)[0]
     fmt = training_format_of(rec.record)
-    if fmt is None or fmt.format not in FORMATS:  # plain text has no reference to score
+    if fmt is None:
         raise SqftError(
             f"cannot tell the format of '{source}' from its fields {sorted(rec.record)}: pass --validation-format "
-            "mc (query/choices/gold), gsm8k (question/answer) or math (instruction/output)"
+            'mc (query/choices/gold), gsm8k (question/answer), math (instruction/output) or text ({"text": ...})'
         )
-    return fmt.format
+    return "text" if fmt.format == "custom" else fmt.format
 
 
 def load_validation(
@@ -59,6 +61,8 @@ def load_validation(
     fmt = detect_format(source, split) if fmt == "auto" else fmt
     if fmt == "mc":
         return fmt, load_multiple_choice(source, split)
+    if fmt == "text":  # plain text or prompt/response records, read as the training data loader reads them
+        return fmt, load_training_examples(source, "auto", split=split)
     return fmt, load_training_examples(source, fmt, split=split)
 
 

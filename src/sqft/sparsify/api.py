@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from sqft.calibration import Hessian, InputSqNorm, run_layerwise
+from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
 from sqft.sparsify.masks import magnitude_score, parse_pattern, prune_mask, wanda_score
 from sqft.sparsify.sparsegpt import sparsegpt_prune
 from sqft.stage import StageIO
+from sqft.typecheck import check_field_types
 
 __all__ = [
     "METHODS",
@@ -52,6 +54,10 @@ class SparsifyConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        check_device(self.device)
+        if self.n_samples < 1 or self.seq_len < 1:
+            raise SqftError(f"n_samples ({self.n_samples}) and seq_len ({self.seq_len}) must be positive")
         if self.method not in METHODS:
             raise SqftError(f"unknown sparsify method '{self.method}': choose one of {', '.join(METHODS)}")
         try:
