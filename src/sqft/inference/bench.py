@@ -30,8 +30,9 @@ from torch import nn
 from transformers import DynamicCache
 
 from sqft.artifacts import dir_size_bytes, peak_memory_bytes
+from sqft.devices import check_device
 from sqft.errors import SqftError
-from sqft.inference.load import LoadedModel, check_device, load_for_inference
+from sqft.inference.load import LoadedModel, load_for_inference
 
 __all__ = [
     "BenchConfig",

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from sqft.adapt import load_adapter
+from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.modeling import load_model, load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
 
-__all__ = ["LoadedModel", "load_for_inference", "model_dtype", "check_device"]
+__all__ = ["LoadedModel", "load_for_inference", "model_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,6 @@ class LoadedModel:
 def model_dtype(model: nn.Module) -> torch.dtype:
     """The floating dtype of a model's parameters (fp32 when it has none)."""
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-
-
-def check_device(device: str) -> None:
-    """Refuse an unknown device or CUDA on a machine without it, before anything is loaded."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise SqftError(f"unknown device '{device}': use cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SqftError(f"device '{device}' was asked for but this torch has no CUDA: use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise SqftError(f"device '{device}' is not supported: use cpu, cuda or cuda:N")
 
 
 def _check_not_adapter(source: str) -> None:
