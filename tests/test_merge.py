@@ -104,3 +104,36 @@ def test_nonfinite_adapter_is_refused():
         next(iter(adapter_layers(model).values())).lora_B.fill_(float("nan"))
     with pytest.raises(SqftError, match="non-finite"):
         merge_adapters(model)
+
+
+def test_a_merge_that_would_break_an_invariant_raises_even_under_python_O(monkeypatch):
+    """The safety checks are errors, not asserts (which `python -O` removes): a SparsePEFT layer whose
+    merge fills a pruned weight, and a QA layer whose stored codes would differ, are refused."""
+    from sqft.adapt.layer import AdapterLinear
+
+    model = sparse_model()
+    inject_adapters(model, AdaptConfig(sparse_adapter=True))
+    real_merge = AdapterLinear.merge
+
+    def filling_merge(self):
+        merged = real_merge(self)
+        with torch.no_grad():
+            merged.weight[merged.weight == 0] = 1.0
+        return merged
+
+    monkeypatch.setattr(AdapterLinear, "merge", filling_merge)
+    with pytest.raises(SqftError, match="filled a pruned weight"):
+        merge_adapters(model)
+    monkeypatch.undo()
+    model = sparse_int4_model()
+    inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True))
+    real_codes, calls = AdapterLinear.merged_codes, []
+
+    def drifting_codes(self):  # the merge itself gets the real codes, the check afterwards others
+        calls.append(self)
+        q = real_codes(self)
+        return q if calls.count(self) == 1 else (q + 1) % 16
+
+    monkeypatch.setattr(AdapterLinear, "merged_codes", drifting_codes)
+    with pytest.raises(SqftError, match="stored codes would differ"):
+        merge_adapters(model)

@@ -101,12 +101,20 @@ def merge_layer(layer: AdapterLinear, report: MergeReport) -> nn.Module:
     if layer.sparse:
         kept = bool((W_new[layer.mask.logical_not()] == 0).all())
         report.checks["zeros_kept"] = report.checks.get("zeros_kept", True) and kept
-        assert kept, f"SparsePEFT merge of '{name}' filled a pruned weight"
+        if not kept:
+            raise SqftError(
+                f"SparsePEFT merge of '{name}' filled a pruned weight (the adapter's mask is not the base's "
+                "zeros): nothing written; pass the sparse base the adapter was trained on"
+            )
     if layer.qa is not None:
         q, _, _ = merged.codes()
         equal = torch.equal(q, layer.merged_codes())
         report.codes_equal_eval = (report.codes_equal_eval is not False) and equal
-        assert equal, f"QA merge of '{name}': stored codes differ from the trained model's"
+        if not equal:
+            raise SqftError(
+                f"QA merge of '{name}': the stored codes would differ from what the trained model computes "
+                "in eval mode; nothing written (a bug: please report it with the adapter's sqft.json)"
+            )
         same_w = torch.equal(merged.dequantize(torch.float32), layer.merged_weight())
         report.checks["int4_weight_equals_eval_weight"] = (
             report.checks.get("int4_weight_equals_eval_weight", True) and same_w
