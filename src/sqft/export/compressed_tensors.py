@@ -99,17 +99,20 @@ def _sparsity_config(inputs: ExportInputs) -> dict[str, Any]:
 
 
 def _weight_args(ct: Any, inputs: ExportInputs) -> Any:
-    kinds = {(qw.bits, qw.sym, qw.group_size if qw.groups > 1 else -1) for qw in inputs.quantized.values()}
-    if len(kinds) > 1:
-        raise SqftError(f"the INT layers mix bits / symmetry / group sizes {sorted(kinds)}: one scheme only")
-    bits, sym, group = kinds.pop()
-    strategy = "channel" if group == -1 else "group"
+    """One scheme for every INT layer: group-wise with their one group size, or per channel (one group per row)."""
+    layers = inputs.quantized.values()
+    kinds = {(qw.bits, qw.sym) for qw in layers}
+    sizes = {qw.group_size for qw in layers}
+    channel = len(sizes) > 1 and all(qw.groups == 1 for qw in layers)
+    if len(kinds) > 1 or (len(sizes) > 1 and not channel):
+        raise SqftError(f"the INT layers mix bits / symmetry {sorted(kinds)} or group sizes {sorted(sizes)}")
+    (bits, sym) = kinds.pop()
     return ct.quantization.QuantizationArgs(
         num_bits=bits,
         type="int",
         symmetric=sym,
-        strategy=strategy,
-        group_size=None if group == -1 else group,
+        strategy="channel" if channel else "group",
+        group_size=None if channel else sizes.pop(),
     )
 
 
