@@ -114,9 +114,9 @@ def test_metadata_architecture_and_tokenizer(tmp_path, tok):
     assert _meta(r, "tokenizer.chat_template") == CHAT_TEMPLATE
 
 
-@pytest.mark.parametrize("sym", [False, True])
-def test_gguf_dequantization_reproduces_sqft_weights(tmp_path, tok, sym):
-    model = int4_llama(tok, group_size=32, sym=sym, sparsity=0.5)
+@pytest.mark.parametrize("sym,group", [(False, 32), (True, 32), (False, -1)])
+def test_gguf_dequantization_reproduces_sqft_weights(tmp_path, tok, sym, group):
+    model = int4_llama(tok, group_size=group, sym=sym, sparsity=0.5)  # -1: per channel, one group per row
     path, figures = _write(tmp_path, model, tok)
     r = {t.name: t for t in gguf.GGUFReader(path).tensors}
     heads = {"attn_q": 4, "attn_k": 2}
@@ -142,7 +142,7 @@ def test_gguf_dequantization_reproduces_sqft_weights(tmp_path, tok, sym):
     if sym:
         assert worst == 0.0  # symmetric: m = −8·s exactly, pruned weights exactly 0
     else:
-        assert 0 < worst < 2e-4  # measured: 1.2e-4 at weights ~ N(0, 0.1), i.e. |m| ≈ 0.25
+        assert 0 < worst < 5e-4  # measured: 1.2e-4 at weights ~ N(0, 0.1), i.e. |m| < 0.5
 
 
 def test_transformers_gguf_loader_reproduces_int4_logits(tmp_path, tok):
