@@ -38,14 +38,16 @@ def bpe_llama(tokenizer, **kw):
     return tiny_llama(vocab=len(tokenizer), **kw)
 
 
-def int4_llama(tokenizer, group_size: int = 32, sym: bool = False, sparsity: float = 0.0, **kw):
-    """A tiny Llama quantized to INT4 with RTN (QuantLinear layers), optionally pruned 50% by magnitude first."""
+def int4_llama(
+    tokenizer, group_size: int = 32, sym: bool = False, sparsity: float = 0.0, bits: int = 4, **kw
+):
+    """A tiny Llama quantized to INT4 (or `bits`) with RTN (QuantLinear layers), optionally pruned first."""
     from sqft.quantize.api import QuantizeConfig, quantize
 
     model = bpe_llama(tokenizer, **kw)
     if sparsity:
         prune_magnitude(model, sparsity)
-    quantize(model, QuantizeConfig(method="rtn", bits=4, group_size=group_size, sym=sym), None, quiet=True)
+    quantize(model, QuantizeConfig(method="rtn", bits=bits, group_size=group_size, sym=sym), None, quiet=True)
     return model.eval()
 
 

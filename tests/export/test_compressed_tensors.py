@@ -47,14 +47,16 @@ def _decompress(sd, name, scheme, scale_dtype=None):
     return PackedQuantizationCompressor.decompress(local, scheme)["weight"]
 
 
-@pytest.mark.parametrize("sym,group", [(False, 32), (True, 32), (False, -1)])
-def test_library_decompression_reproduces_sqft_weights(tmp_path, tok, sym, group):
-    model = int4_llama(tok, group_size=group, sym=sym, sparsity=0.5)
+@pytest.mark.parametrize(
+    "sym,group,bits", [(False, 32, 4), (True, 32, 4), (False, -1, 4), (False, 32, 8), (True, 32, 3)]
+)
+def test_library_decompression_reproduces_sqft_weights(tmp_path, tok, sym, group, bits):
+    model = int4_llama(tok, group_size=group, sym=sym, sparsity=0.5, bits=bits)
     _, figures, qcfg, sd = _export(tmp_path, model, tok)
     assert qcfg["quant_method"] == "compressed-tensors" and qcfg["format"] == "pack-quantized"
     assert qcfg["ignore"] == ["lm_head"] and figures["quantized_layers"] == 14
     w = qcfg["config_groups"]["group_0"]["weights"]
-    expected = (4, "group", 32, sym) if group == 32 else (4, "channel", None, sym)
+    expected = (bits, "group", 32, sym) if group == 32 else (bits, "channel", None, sym)
     assert (w["num_bits"], w["strategy"], w["group_size"], w["symmetric"]) == expected
     assert ("model.layers.0.mlp.up_proj.weight_zero_point" in sd) is not sym
     scheme = _scheme(qcfg)
