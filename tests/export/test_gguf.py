@@ -236,3 +236,18 @@ def test_refusals_before_anything_is_written(tmp_path, tok):
     yarn = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
     _refused(tmp_path, model, tok, "RoPE scaling 'yarn'", rope_parameters=yarn)
     _refused(tmp_path, bpe_llama(tok), tok, "float type", float_type="bf16")
+
+
+def test_a_bos_added_by_the_post_processor_is_stated(tmp_path):
+    """Llama 3 adds BOS in its tokenizer's post-processor, not through an `add_bos_token` attribute."""
+    from tokenizers import processors
+
+    tok = bpe_tokenizer()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)]
+    )
+    assert tok.encode(TEXT)[0] == 1
+    path, _ = _write(tmp_path, bpe_llama(tok), tok)
+    r = gguf.GGUFReader(path)
+    assert _meta(r, "tokenizer.ggml.add_bos_token") is True
+    assert _hf_load(path)[1].encode(TEXT) == tok.encode(TEXT)

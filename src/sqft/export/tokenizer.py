@@ -122,6 +122,14 @@ def _special_ids(tokenizer: Any) -> dict[str, int]:
     return out
 
 
+def _adds_specials(tokenizer: Any, special: dict[str, int]) -> tuple[bool, bool]:
+    """Does encoding add BOS / EOS? Asked of the tokenizer itself: the flag may live in its post-processor
+    (Llama 3) rather than in an `add_bos_token` attribute."""
+    ids = tokenizer.encode("a")
+    bos, eos = special.get("bos"), special.get("eos")
+    return bos is not None and ids[:1] == [bos], eos is not None and len(ids) > 1 and ids[-1] == eos
+
+
 def gguf_vocab(tokenizer: Any, vocab_size: int) -> GGUFVocab:
     """The tokenizer as GGUF metadata; `vocab_size` is the model's (rows of the embedding), which may be larger."""
     spec = _spec(tokenizer)
@@ -139,15 +147,17 @@ def gguf_vocab(tokenizer: Any, vocab_size: int) -> GGUFVocab:
         )
     tokens, types = _token_types(spec, vocab, vocab_size)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    special = _special_ids(tokenizer)
+    add_bos, add_eos = _adds_specials(tokenizer, special)
     return GGUFVocab(
         model="gpt2",
         pre=pre_tokenizer_name(tokenizer, spec),
         tokens=tokens,
         token_types=types,
         merges=merges,
-        special_ids=_special_ids(tokenizer),
-        add_bos=bool(getattr(tokenizer, "add_bos_token", False)),
-        add_eos=bool(getattr(tokenizer, "add_eos_token", False)),
+        special_ids=special,
+        add_bos=add_bos,
+        add_eos=add_eos,
         add_space_prefix=bool(level.get("add_prefix_space", False)),
         chat_template=getattr(tokenizer, "chat_template", None) or None,
     )
