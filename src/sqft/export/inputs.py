@@ -85,6 +85,7 @@ def _quantized_weight(m: QuantLinear) -> QuantizedWeight:
 def export_inputs(model: nn.Module, name: str = "model") -> ExportInputs:
     """The config, floating-point tensors and INT-b layers of a loaded model (weights stay where they are)."""
     config = model.config.to_dict()
+    config["architectures"] = config.get("architectures") or [type(model).__name__]  # what vLLM dispatches on
     quant = {n: _quantized_weight(m) for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     skip = tuple(f"{n}." for n in quant)
     tensors = {
