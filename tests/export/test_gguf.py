@@ -198,7 +198,7 @@ def test_qwen2_exports_without_permutation_and_with_biases(tmp_path, tok):
     assert diff < 1e-4
 
 
-def test_llama3_rope_factors_match_transformers(tok):
+def test_llama3_rope_factors_match_transformers(tmp_path, tok):
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
@@ -213,6 +213,12 @@ def test_llama3_rope_factors_match_transformers(tok):
     base = 1.0 / (cfg.rope_parameters["rope_theta"] ** (torch.arange(0, head_dim, 2).float() / head_dim))
     factors = llama3_rope_factors(rope_parameters(cfg.to_dict()), head_dim)
     torch.testing.assert_close(base / factors, inv_scaled.float(), rtol=1e-6, atol=0)
+    # the file carries them as llama.cpp's rope_freqs tensor (head_dim/2 factors, F32)
+    path, _ = _write(
+        tmp_path, bpe_llama(tok), tok, rope_parameters={**rp, "original_max_position_embeddings": 64}
+    )
+    t = next(t for t in gguf.GGUFReader(path).tensors if t.name == "rope_freqs.weight")
+    assert t.tensor_type.name == "F32" and [int(x) for x in t.shape] == [8]
 
 
 def _refused(tmp_path, model, tok, match, **kw):
