@@ -9,7 +9,6 @@ infos first, then each tensor's bytes as it is made), so memory stays at one ten
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,6 @@ from sqft.export.mapping import (
 from sqft.export.tokenizer import GGUFVocab, gguf_vocab
 
 __all__ = ["FLOAT_TYPES", "TensorPlan", "GGUFPlan", "plan_gguf", "write_gguf"]
-
-log = logging.getLogger(__name__)
 
 FLOAT_TYPES = ("f16", "f32", "q8_0")  # what floating-point 2-D tensors become
 _FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0", "q4_1": "MOSTLY_Q4_1"}
