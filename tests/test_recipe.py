@@ -17,7 +17,7 @@ def test_there_is_a_recipe_for_every_pipeline():
 def test_every_recipe_loads(path):
     recipe = load_recipe(path)
     assert recipe.name == path.stem
-    assert recipe.stages[-1] == "evaluate"
+    assert recipe.stages[-1] == ("export" if recipe.export else "evaluate")
 
 
 def _write(tmp_path, data) -> Path:

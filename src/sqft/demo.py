@@ -5,7 +5,8 @@ GSM8K-style arithmetic task that sqft generates itself (seeded; no third-party d
 dense and sparse without fine-tuning, Shears (sparse + NLS adapter, unmerged), SQFT + SparsePEFT (merged, sparse)
 and SQFT + QA-SparsePEFT (merged, sparse INT4). One table: accuracy, sparsity, bits, size, fine-tuning time;
 then one line of decode speed, dense vs the merged INT4 model on the packed-INT4 kernels.
-The three pipelines run through `sqft.pipeline` with shared stages, so a re-run skips what is done.
+The three pipelines run through `sqft.pipeline` with shared stages, so a re-run skips what is done. The merged INT4
+model is also exported as GGUF (Q4_1 of the same codes), ready for llama.cpp and Ollama.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqft.errors import SqftError
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "gguf_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
             },
         },
         evaluate=_tasks(cfg, paths),
+        export={"format": "gguf"} if pipeline == "sqft-qa-sparsepeft" else None,
     ).validate()
 
 
@@ -136,8 +138,23 @@ def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]
     }
 
 
-def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
-    """Run everything; returns the Markdown table and the evaluation artifacts (one per row)."""
+def gguf_lines(export_dir: str | os.PathLike) -> list[str]:
+    """Where the demo's GGUF is, its size, and the commands that run it."""
+    from sqft.artifacts import read_manifest
+    from sqft.export.api import run_commands
+
+    out = Path(export_dir)
+    fig = (read_manifest(out) or {})["figures"]
+    path = out / fig["file"]
+    lines = [
+        f"GGUF (merged INT4 as Q4_1, for llama.cpp / Ollama): {path} ({fig['file_bytes'] / 2**20:.1f} MiB)"
+    ]
+    return lines + [f"  {cmd}" for cmd in run_commands(out, fig)]
+
+
+def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], list[str]]:
+    """Run everything; returns the Markdown table, the evaluation artifacts (one per row), and the lines that
+    say where the GGUF export is and how to run it."""
     from sqft.evaluate.api import TaskSpec
     from sqft.pipeline import evaluate_section, evaluate_to_dir, run_recipe, stage_dir
     from sqft.report.collect import collect_row
@@ -168,8 +185,9 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path]]:
     table = markdown_table([collect_row(path, label) for label, path in rows])
     if cfg.speed:
         table += "\n\n" + decode_speed(model, states["sqft-qa-sparsepeft"].dirs["merge"], cfg.device)
-    (root / "demo.md").write_text(table + "\n")
-    return table, [p for _, p in rows]
+    gguf = gguf_lines(states["sqft-qa-sparsepeft"].dirs["export"])
+    (root / "demo.md").write_text(table + "\n\n" + "\n".join(gguf) + "\n")
+    return table, [p for _, p in rows], gguf
 
 
 def decode_speed(dense: str, int4: str, device: str) -> str:

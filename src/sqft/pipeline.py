@@ -136,6 +136,12 @@ def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
     )
 
 
+def _export(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
+    from sqft.export.api import ExportConfig, export_to_dir
+
+    export_to_dir(st.current, out, build(ExportConfig, recipe.export, "export"))
+
+
 def evaluate_to_dir(
     model_path: str,
     specs: dict[str, Any],
@@ -191,6 +197,7 @@ _RUNNERS = {
     "extract": _extract,
     "merge": _merge,
     "evaluate": _evaluate,
+    "export": _export,
 }
 
 

@@ -12,9 +12,10 @@ finetune:
   train: {learning_rate: 3.0e-4, epochs: 3, batch_size: 16}
 extract: {config: median}
 evaluate: {gsm8k: {task: gsm8k, data: gsm8k_test.jsonl, fewshot_data: gsm8k_train.jsonl}}
+export: {format: gguf}                                  # optional, merged pipelines only: last stage
 ```
 Stage sections hold the keys of the stage's own config class (`SparsifyConfig`, `QuantizeConfig`,
-`AdaptConfig`, `TrainConfig`, `TaskSpec`), so a recipe can say anything the Python API can, and a typo fails
+`AdaptConfig`, `TrainConfig`, `TaskSpec`, `ExportConfig`), so a recipe can say anything the Python API can, and a typo fails
 with the list of valid keys.
 """
 
@@ -127,11 +128,12 @@ class Recipe:
     finetune: dict[str, Any] = field(default_factory=dict)
     extract: dict[str, Any] = field(default_factory=lambda: {"config": "median"})
     evaluate: dict[str, dict[str, Any]] = field(default_factory=dict)
+    export: dict[str, Any] | None = None  # {format: gguf | compressed-tensors, ...}: the merged model, last
     source: str | None = None  # the file it came from
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return PIPELINE_STAGES[self.pipeline]
+        return PIPELINE_STAGES[self.pipeline] + (("export",) if self.export is not None else ())
 
     def validate(self) -> Recipe:
         """Check every section against its stage config (a typo anywhere fails before any work)."""
@@ -171,7 +173,20 @@ class Recipe:
             )
         for name, spec in self.evaluate.items():
             build(TaskSpec, spec, f"evaluate.{name}")
+        self._validate_export()
         return self
+
+    def _validate_export(self) -> None:
+        from sqft.export.api import ExportConfig
+
+        if self.export is None:
+            return
+        if "merge" not in PIPELINE_STAGES[self.pipeline]:
+            raise SqftError(
+                f"export: pipeline '{self.pipeline}' ends with a base + adapter, not one model; export the merged "
+                "model of lora, sqft-sparsepeft or sqft-qa-sparsepeft (or merge first: sqft merge)"
+            )
+        build(ExportConfig, self.export, "export")
 
     def adapt_section(self) -> dict[str, Any]:
         """The adapter section with the pipeline's SparsePEFT / QA switches filled in."""

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "finetune": "sqft.cli.finetune",
     "extract": "sqft.cli.extract",
     "merge": "sqft.cli.merge",
+    "export": "sqft.cli.export",
     "search": "sqft.cli.search",
     "run": "sqft.cli.run",
     "demo": "sqft.cli.demo",

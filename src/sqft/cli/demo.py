@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         n_train=args.train,
         n_test=args.test,
     )
-    table, _ = run_demo(cfg, quiet=args.quiet)
+    table, _, gguf = run_demo(cfg, quiet=args.quiet)
     print(table)
+    print("\n" + "\n".join(gguf))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; artifacts and demo.md in {args.output}")
     return 0
