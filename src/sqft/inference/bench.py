@@ -171,7 +171,19 @@ def _peak_memory_run(spec: BenchSpec, cfg: BenchConfig) -> int:
         loaded.model.config.vocab_size, cfg.prompt_tokens, max(cfg.batch_sizes), cfg.seed, cfg.device
     )
     decode_timing(loaded.model, ids, cfg.new_tokens)
-    return peak_memory_bytes(cfg.device)
+    return peak_memory_bytes(cfg.device) if cfg.device.startswith("cuda") else _own_peak_rss()
+
+
+def _own_peak_rss() -> int:
+    """This process's own peak RSS: VmHWM, which a new program image starts afresh (Linux's ru_maxrss carries
+    the parent's peak across fork + exec, so a spawned child would report the benchmark's own)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return peak_memory_bytes("cpu")
 
 
 def peak_memory(spec: BenchSpec, cfg: BenchConfig) -> int:
