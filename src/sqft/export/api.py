@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def _name(config: ExportConfig, source: str | os.PathLike) -> str:
 def run_commands(output: Path, figures: dict[str, Any]) -> list[str]:
     """One-line commands that run a GGUF export in llama.cpp and Ollama."""
     gguf = output / figures["file"]
-    tag = output.name.lower().replace("_", "-")
+    tag = re.sub(r"[^a-z0-9._-]+", "-", figures["file"].rsplit(".", 2)[0].lower())  # NAME of NAME.Q4_1.gguf
     return [
         f'llama-cli -m {gguf} -p "Question: What is 12 + 30?\\nAnswer:" -n 64',
         f"ollama create {tag} -f {output / 'Modelfile'} && ollama run {tag}",
