@@ -229,9 +229,18 @@ def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, An
     return {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
 
 
-def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> PipelineState:
-    """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is."""
+def run_recipe(
+    recipe: Recipe, root: str | os.PathLike, quiet: bool = False, until: str | None = None
+) -> PipelineState:
+    """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is.
+
+    `until`: stop after that stage (e.g. 'quantize': the sparse and INT4 models a benchmark shares).
+    """
     root = Path(root)
+    if until is not None and until not in recipe.stages:
+        raise SqftError(
+            f"until='{until}' is not a stage of pipeline '{recipe.pipeline}': use one of {recipe.stages}"
+        )
     if root.exists() and not root.is_dir():
         raise SqftError(f"run directory '{root}' is a file: choose a directory")
     root.mkdir(parents=True, exist_ok=True)
@@ -248,6 +257,8 @@ def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> 
             log.info("%s: running -> %s", stage, d.name)
             _RUNNERS[stage](recipe, st, d, quiet)
         _advance(st, stage, d, recipe)
+        if stage == until:
+            return st
     summary = {
         "recipe": recipe.source,
         "name": recipe.name,
