@@ -40,10 +40,11 @@ def test_sparsepeft_merge_keeps_zeros_and_logits(dtype):
     assert report.sparsity >= 0.5  # q,k,v,up,down were pruned to 50% and stay so
 
 
-def test_qa_merge_gives_identical_codes_and_logits():
+@pytest.mark.parametrize("qa_base", ["gptq", "gptq-dither"])
+def test_qa_merge_gives_identical_codes_and_logits(qa_base):
     model = sparse_int4_model()
     base_codes = {n: m.codes() for n, m in find_target_linears(model, ALL_LINEARS).items()}
-    inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True))
+    inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base))
     randomize_adapters_(model, std=0.5)
     set_active_ranks(model, dict.fromkeys(groups_of(model), 16))
     layers = adapter_layers(model)

@@ -8,6 +8,7 @@ import yaml
 
 from sqft.artifacts import read_manifest
 from sqft.data.synthetic import generate_splits, write_jsonl
+from sqft.errors import SqftError
 from sqft.pipeline import run_recipe
 from sqft.recipe import load_recipe
 from tests.conftest import CORPUS
@@ -80,3 +81,15 @@ def test_pipeline_runs_and_resumes(tmp_path, model_dir, pipeline):
     shutil.rmtree(state.dirs["finetune"])
     third = run_recipe(recipe, root, quiet=True)
     assert "finetune" not in third.skipped and third.dirs == state.dirs
+
+
+def test_until_stops_after_a_stage_and_the_full_run_reuses_it(tmp_path, model_dir):
+    recipe = _recipe(tmp_path, model_dir, "sqft-qa-sparsepeft")
+    root = tmp_path / "run"
+    shared = run_recipe(recipe, root, quiet=True, until="quantize")
+    assert list(shared.dirs) == ["sparsify", "quantize"] and shared.int4 == shared.dirs["quantize"]
+    assert shared.sparse == shared.dirs["sparsify"] and not (root / f"{recipe.name}.json").exists()
+    with pytest.raises(SqftError, match="until='extract' is not a stage"):
+        run_recipe(recipe, root, quiet=True, until="extract")
+    ft_only = run_recipe(recipe, root, quiet=True, until="finetune")
+    assert ft_only.skipped == ["sparsify", "quantize"] and list(ft_only.dirs)[-1] == "finetune"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqft.artifacts import MANIFEST
+from sqft.errors import SqftError
 from sqft.recipe import Recipe, build
 from sqft.stage import StageIO
 
@@ -242,14 +243,21 @@ def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, An
     return {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
 
 
-def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> PipelineState:
+def run_recipe(
+    recipe: Recipe, root: str | os.PathLike, quiet: bool = False, until: str | None = None
+) -> PipelineState:
     """Run (or resume) every stage of the recipe's pipeline under `root`; returns where everything is.
 
     Every input the recipe names is checked first (`sqft.preflight`), so a bad file fails before any stage.
+    `until`: stop after that stage (e.g. 'quantize': the sparse and INT4 models a benchmark shares).
     """
     from sqft.preflight import check_recipe_inputs
 
     root = Path(root)
+    if until is not None and until not in recipe.stages:
+        raise SqftError(
+            f"until='{until}' is not a stage of pipeline '{recipe.pipeline}': use one of {recipe.stages}"
+        )
     check_recipe_inputs(recipe, root)
     root.mkdir(parents=True, exist_ok=True)
     st = PipelineState(model=recipe.model, current=recipe.model)
@@ -265,6 +273,8 @@ def run_recipe(recipe: Recipe, root: str | os.PathLike, quiet: bool = False) -> 
             log.info("%s: running -> %s", stage, d.name)
             _RUNNERS[stage](recipe, st, d, quiet)
         _advance(st, stage, d, recipe)
+        if stage == until:
+            return st
     summary = {
         "recipe": recipe.source,
         "name": recipe.name,

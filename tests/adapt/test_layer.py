@@ -14,6 +14,7 @@ from sqft.adapt.variants import (
     adapted_linear,
     dense_base_weights,
     dense_chain,
+    dither_offsets,
     fake_quant_groups,
     int4_eff_t,
     int4_fixed_delta_t,
@@ -121,6 +122,50 @@ def test_qa_forward_starts_exactly_at_the_gptq_model():
     want = model(x).logits
     inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base="gptq"))
     assert torch.equal(model.eval()(x).logits, want)  # B = 0: Q(Ŵ_gptq) = q exactly
+
+
+def test_dithered_qa_starts_at_the_gptq_codes_and_moves_them_at_once():
+    """qa_base = gptq-dither: B = 0 gives the GPTQ model exactly; a delta far below half a step moves no code of the
+    plain gptq base but about |L| / s_q of the dithered codes (E_u[round(u + L/s)] = L/s), never a pruned one."""
+    x = tokens()
+    models = {}
+    for qa_base in ("gptq", "gptq-dither"):
+        model = sparse_int4_model()
+        want = model(x).logits
+        inject_adapters(model, AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base))
+        assert torch.equal(model.eval()(x).logits, want)
+        models[qa_base] = model
+    moved = {}
+    for qa_base, model in models.items():
+        n_moved = expected = 0.0
+        for layer in adapter_layers(model).values():
+            q, scale, zero = layer.base_layer.codes()  # (out, in), (out, G)
+            s_full = scale.repeat_interleave(q.shape[1] // scale.shape[1], 1)
+            with (
+                torch.no_grad()
+            ):  # L = 0.1 s_q on every kept weight: no weight crosses half a step on its own
+                layer.lora_A.zero_()[0].fill_(1.0)
+                layer.lora_B.zero_()[:, 0].fill_(0.1 * float(s_full.min()) / layer.scaling)
+            L = layer.delta_weight().detach()
+            assert float((L / s_full).abs().max()) <= 0.1 + 1e-6
+            Q = layer.merged_codes()
+            pruned = layer.mask.logical_not()
+            assert torch.equal(Q[pruned], q[pruned])  # pruned codes stay at z
+            n_moved += float((Q != q).sum())
+            expected += float((L / s_full).abs().sum())  # Σ |L| / s_q: the expected count of moved codes
+        moved[qa_base] = (n_moved, expected)
+    assert moved["gptq"][0] == 0  # frozen: round(L / s) = 0 everywhere
+    n, e = moved["gptq-dither"]
+    assert 0.8 * e < n < 1.2 * e, (n, e)
+
+
+def test_dither_offsets_are_reproducible_and_in_the_bin():
+    u = dither_offsets((64, 96), seed=7)
+    assert torch.equal(u, dither_offsets((64, 96), seed=7)) and not torch.equal(
+        u, dither_offsets((64, 96), 8)
+    )
+    assert float(u.min()) >= -0.5 and float(u.max()) < 0.5 and torch.equal(u.round(), torch.zeros_like(u))
+    assert abs(float(u.mean())) < 0.01
 
 
 def test_qa_gradient_is_straight_through_to_the_adapter():

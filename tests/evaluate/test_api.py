@@ -72,6 +72,11 @@ def test_dispatcher_runs_each_task(model, tokenizer, tmp_path):
     assert out["ppl"]["n_tokens"] == 500 - 8  # 8 windows of 64 characters: the first of each is not predicted
     table = format_table(out)
     assert "acc_norm" in table and "perplexity" in table
+    lines = {tuple(line.split()[:2]): line for line in table.splitlines()}
+    lo, hi = out["mc"]["acc_ci95"]
+    assert lines[("mc", "acc")].split()[2:] == [f"{out['mc']['acc']:.4f}", f"[{lo:.4f},", f"{hi:.4f}]", "4"]
+    assert lines[("ppl", "perplexity")].split()[-1] == str(out["ppl"]["n_tokens"])  # no interval, n tokens
+    assert "[" not in lines[("ppl", "perplexity")]
 
 
 def test_write_results_atomic_and_refuses_overwrite(tmp_path):

@@ -5,7 +5,8 @@ import sqft.evaluate.instructions as instr_mod
 from sqft.data import GSM8KExample, InstructionExample
 from sqft.errors import SqftError
 from sqft.evaluate import evaluate_commonsense_gen, evaluate_gsm8k, evaluate_math
-from sqft.evaluate.gsm8k import pick_fewshot
+from sqft.evaluate.gsm8k import item_key, pick_fewshot
+from sqft.evaluate.intervals import items_digest, wilson_interval
 
 
 def canned(outputs, seen):
@@ -24,7 +25,16 @@ def test_gsm8k_scoring_and_prompt(monkeypatch):
     seen: list = []
     monkeypatch.setattr(gsm8k_mod, "greedy_generate", canned(outputs, seen))
     out = evaluate_gsm8k(None, None, tests, pool, n_shot=5, progress=False)
-    assert out == {"strict_match": 0.25, "flexible_match": 0.75, "n": 4, "n_shot": 5}
+    assert out == {
+        "strict_match": 0.25,
+        "flexible_match": 0.75,
+        "n": 4,
+        "n_shot": 5,
+        "strict_match_ci95": list(wilson_interval(1, 4)),
+        "flexible_match_ci95": list(wilson_interval(3, 4)),
+        "correct": {"strict_match": "1000", "flexible_match": "1101"},  # "#### 5" is wrong either way
+        "items_sha256": items_digest([item_key(ex) for ex in tests]),
+    }
     prompt = seen[0]
     assert prompt.count("Question:") == 6 and prompt.endswith("Question: Q0?\nAnswer:")
     assert "Q1?" not in prompt  # no evaluated item among the shots
@@ -50,11 +60,13 @@ def test_math_numbers_and_letters(monkeypatch):
     monkeypatch.setattr(
         instr_mod, "greedy_generate", canned(["it is 1.8333", "The answer is -4.", "100 or so"], [])
     )
-    assert evaluate_math(None, None, nums, progress=False) == {
+    out = evaluate_math(None, None, nums, progress=False)
+    assert {k: out[k] for k in ("accuracy", "n", "answer_type")} == {
         "accuracy": 2 / 3,
         "n": 3,
         "answer_type": "number",
     }
+    assert out["correct"] == {"accuracy": "110"} and out["accuracy_ci95"] == list(wilson_interval(2, 3))
     letters = [InstructionExample("q (A) 1 (B) 2", "B"), InstructionExample("q", "A")]
     monkeypatch.setattr(instr_mod, "greedy_generate", canned(["The answer is (B).", "Answer: C"], []))
     assert evaluate_math(None, None, letters, progress=False)["accuracy"] == 0.5
@@ -67,7 +79,16 @@ def test_commonsense_gen(monkeypatch):
     monkeypatch.setattr(
         instr_mod, "greedy_generate", canned(["the correct answer is solution1", "solution1"], seen)
     )
-    assert evaluate_commonsense_gen(None, None, examples, progress=False) == {"accuracy": 0.5, "n": 2}
+    out = evaluate_commonsense_gen(None, None, examples, progress=False)
+    assert (out["accuracy"], out["n"], out["correct"], out["accuracy_ci95"]) == (
+        0.5,
+        2,
+        {"accuracy": "10"},
+        list(wilson_interval(1, 2)),
+    )
+    # a different item order is a different item list: it cannot be paired with this one
+    swapped = evaluate_commonsense_gen(None, None, examples[::-1], progress=False)
+    assert swapped["items_sha256"] != out["items_sha256"]
     assert seen[0].startswith("Below is an instruction") and seen[0].endswith("### Response:\n")
 
 

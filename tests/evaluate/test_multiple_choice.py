@@ -3,7 +3,8 @@ import torch
 
 from sqft.data import MCExample
 from sqft.evaluate import evaluate_multiple_choice
-from sqft.evaluate.multiple_choice import choose
+from sqft.evaluate.intervals import items_digest, wilson_interval
+from sqft.evaluate.multiple_choice import choose, item_key
 from tests.evaluate.helpers import BigramLM, by_hand
 
 
@@ -22,13 +23,13 @@ def test_picks_the_learned_answer(tokenizer):
     model = sky_model(tokenizer)
     right = MCExample("Question: What colour is the sky?", ("red", "blue", "green"), 1)
     wrong = MCExample("Question: What colour is the sky?", ("red", "blue", "green"), 0)
-    assert evaluate_multiple_choice(model, tokenizer, [right], progress=False) == {
-        "acc": 1.0,
-        "acc_norm": 1.0,
-        "n": 1,
-    }
+    one = evaluate_multiple_choice(model, tokenizer, [right], progress=False)
+    assert {k: one[k] for k in ("acc", "acc_norm", "n")} == {"acc": 1.0, "acc_norm": 1.0, "n": 1}
     out = evaluate_multiple_choice(model, tokenizer, [right, wrong], progress=False)
-    assert out == {"acc": 0.5, "acc_norm": 0.5, "n": 2}
+    assert {k: out[k] for k in ("acc", "acc_norm", "n")} == {"acc": 0.5, "acc_norm": 0.5, "n": 2}
+    assert out["correct"] == {"acc": "10", "acc_norm": "10"}
+    assert out["acc_ci95"] == out["acc_norm_ci95"] == list(wilson_interval(1, 2))
+    assert out["items_sha256"] == items_digest([item_key(right), item_key(wrong)]) != one["items_sha256"]
 
 
 def test_scores_match_hand_computation_and_norm_divides_by_characters(tokenizer):

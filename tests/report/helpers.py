@@ -36,6 +36,11 @@ def make_artifact(
 
 
 SPACE = [32, 24, 16]
+# per-item GSM8K outcomes of the adapter (21/40) and the merged model (20/40) on the same 40 items: the merged
+# model loses 3 items the adapter gets and gains 2 it misses
+GSM8K_ITEMS = "ab" * 32
+ADAPTER_GSM8K = "1" * 21 + "0" * 19
+MERGED_GSM8K = "1" * 18 + "000" + "11" + "0" * 17
 
 
 def elastic_config(n_layers: int = 4) -> dict[str, Any]:
@@ -72,8 +77,14 @@ def pipeline_artifacts(root: Path) -> dict[str, Path]:
             "elastic_adapter_config.json": elastic_config(),
             "results.json": {
                 "results": {
-                    "gsm8k": {"strict_match": 0.4, "flexible_match": 0.525, "n": 40},
-                    "mc": {"acc": 0.31, "acc_norm": 0.33, "n": 50},
+                    "gsm8k": {
+                        "strict_match": 0.4,
+                        "flexible_match": 0.525,
+                        "n": 40,
+                        "correct": {"flexible_match": ADAPTER_GSM8K},
+                        "items_sha256": GSM8K_ITEMS,
+                    },
+                    "mc": {"acc": 0.32, "acc_norm": 0.34, "n": 50},  # written before intervals: none stored
                 }
             },
         },
@@ -95,7 +106,16 @@ def pipeline_artifacts(root: Path) -> dict[str, Path]:
         {"size_on_disk_bytes": 2 * GiB},
         {
             "config.json": {"model_type": "llama", "dtype": "bfloat16"},
-            "results.json": {"gsm8k": {"flexible_match": 0.5, "n": 40}, "wiki": {"perplexity": 12.3456}},
+            "results.json": {
+                "gsm8k": {
+                    "flexible_match": 0.5,
+                    "flexible_match_ci95": [0.352, 0.648],  # as stored (Wilson of 20/40, rounded)
+                    "n": 40,
+                    "correct": {"flexible_match": MERGED_GSM8K},
+                    "items_sha256": GSM8K_ITEMS,
+                },
+                "wiki": {"perplexity": 12.3456, "n_tokens": 1000},
+            },
         },
     )
     bare = make_artifact(root / "bare", None, files={"config.json": {"model_type": "llama"}})

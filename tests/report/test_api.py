@@ -22,19 +22,34 @@ def test_cli_writes_report(tmp_path, capsys):
     ]
     md = (out / "report.md").read_text()
     assert md.startswith("# Llama <3> GSM8K\n")
-    assert "| merged | merge / sqft-sparsepeft | 50.0 | – | 12.35 | 50.1% | 16 | 2.0 GiB | 1.23M |" in md
+    assert (
+        "| merged | merge / sqft-sparsepeft | 50.0 [35.2, 64.8] n=40 | – | 12.35 | 50.1% | 16 | 2.0 GiB |"
+        in md
+    )
+    # each artifact vs the first (the adapter): merged is paired on the same 40 GSM8K items
+    comparison = md[md.index("## Comparison with adapter") :]
+    assert "| merged | adapter | -2.5 [-15.0, +7.5] |" in comparison
     assert "![Accuracy vs sparsity (paper Fig. 5)](accuracy_vs_sparsity.png)" in md
     html = (out / "report.html").read_text()
     assert "<title>Llama &lt;3&gt; GSM8K</title>" in html  # escaped
     assert html.count('src="data:image/png;base64,') == 3  # figures embedded: the page stands alone
-    assert "<td class=num>31.0 / 33.0</td>" in html
+    assert "<td class=num>32.0 [20.8, 45.8] / 34.0 [22.4, 47.8] n=50</td>" in html
+    assert "<h2>Comparison with adapter</h2>" in html and "<td class=num>-2.5 [-15.0, +7.5]</td>" in html
     rows = json.loads((out / "report.json").read_text())
     assert [r["label"] for r in rows] == ["adapter", "search", "merged", "bare"]
+    assert rows[2]["vs_baseline"] == [
+        {"task": "gsm8k", "metric": "flexible_match", "diff": -0.025, "lo": -0.15, "hi": 0.075, "why": ""}
+    ]
     assert json.loads((out / "sqft.json").read_text())["stage"] == "report"
     for png in out.glob("*.png"):
         assert png_size(png)[0] >= 600
     # the printed table is the Markdown one
-    assert "| adapter | finetune / shears | 52.5 | 31.0 / 33.0 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert (
+        "| adapter | finetune / shears | 52.5 [37.5, 67.1] n=40 | 32.0 [20.8, 45.8] / 34.0 [22.4, 47.8] n=50 |"
+        in printed
+    )
+    assert "compared with adapter:" in printed and "| merged | adapter | -2.5 [-15.0, +7.5] |" in printed
     # an existing report is refused, then replaced with --overwrite
     assert main(args) == 2
     assert main([*args, "--overwrite", "--no-plots"]) == 0

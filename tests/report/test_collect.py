@@ -3,8 +3,9 @@ import json
 import pytest
 
 from sqft.errors import SqftError
+from sqft.evaluate.intervals import wilson_interval
 from sqft.report.collect import collect_row, collect_rows, lineage, primary_metrics
-from tests.report.helpers import GiB, MiB, make_artifact, pipeline_artifacts
+from tests.report.helpers import ADAPTER_GSM8K, GSM8K_ITEMS, GiB, MiB, make_artifact, pipeline_artifacts
 
 
 def test_adapter_inherits_sparsity_and_bits_from_its_base(tmp_path):
@@ -18,7 +19,16 @@ def test_adapter_inherits_sparsity_and_bits_from_its_base(tmp_path):
         3600.0,
         8 * GiB,
     )
-    assert row.tasks == {"gsm8k": {"flexible_match": 0.525}, "mc": {"acc": 0.31, "acc_norm": 0.33}}
+    assert row.tasks == {"gsm8k": {"flexible_match": 0.525}, "mc": {"acc": 0.32, "acc_norm": 0.34}}
+    assert row.n == {"gsm8k": 40, "mc": 50}
+    # none stored: Wilson from value and n (results written before intervals were)
+    assert row.intervals == {
+        "gsm8k": {"flexible_match": wilson_interval(21, 40)},
+        "mc": {"acc": wilson_interval(16, 50), "acc_norm": wilson_interval(17, 50)},
+    }
+    assert row.outcomes == {
+        "gsm8k": {"correct": {"flexible_match": ADAPTER_GSM8K}, "items_sha256": GSM8K_ITEMS}
+    }
 
 
 def test_merged_model_inherits_finetuning_cost_not_base_stage_time(tmp_path):
@@ -27,6 +37,8 @@ def test_merged_model_inherits_finetuning_cost_not_base_stage_time(tmp_path):
     assert merged.pipeline == "sqft-sparsepeft" and merged.size_bytes == 2 * GiB
     assert merged.train_seconds == 3600.0 and merged.trainable_parameters == 1234567
     assert merged.tasks["wiki"] == {"perplexity": 12.3456}
+    assert merged.intervals == {"gsm8k": {"flexible_match": (0.352, 0.648)}}  # the stored one; none for ppl
+    assert merged.n == {"gsm8k": 40, "wiki": 1000}
     # the sparsify stage's own 12 s is not a fine-tuning time
     assert sparse.train_seconds is None and sparse.train_peak_memory_bytes is None
 

@@ -6,6 +6,7 @@ from sqft.errors import SqftError
 from sqft.report.collect import ReportRow
 from sqft.report.plots import (
     common_tasks,
+    error_bars,
     plot_accuracy_per_pipeline,
     plot_accuracy_vs_sparsity,
     plot_rank_distribution,
@@ -60,3 +61,39 @@ def test_rank_distribution_png(tmp_path):
     assert w >= 720 and h == 420 and out.stat().st_size > 5_000
     with pytest.raises(SqftError, match="not in its search space"):
         plot_rank_distribution({**config, "model.layers.0.self_attn": 8}, space, tmp_path / "bad.png")
+
+
+def test_error_bars_are_the_intervals_in_percent():
+    below, above = error_bars([0.5, None, 0.9], [(0.4, 0.7), (0.1, 0.2), None])
+    assert below == pytest.approx([10.0, 0.0, 0.0], abs=1e-12) and above == pytest.approx(
+        [20.0, 0.0, 0.0], abs=1e-12
+    )
+
+
+def test_accuracy_plots_draw_the_intervals_as_error_bars(tmp_path, monkeypatch):
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    import sqft.report.plots as plots_mod
+
+    figures = []
+    save = plots_mod._save
+    monkeypatch.setattr(plots_mod, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    rows = [
+        ReportRow(
+            "a",
+            None,
+            pipeline="p",
+            sparsity=0.3,
+            tasks={"g": {"acc": 0.5}},
+            intervals={"g": {"acc": (0.4, 0.7)}},
+        ),
+        ReportRow("b", None, pipeline="p", sparsity=0.5, tasks={"g": {"acc": 0.6}}),  # no interval: no bar
+    ]
+    assert plot_accuracy_per_pipeline(rows, tmp_path / "a.png").is_file()
+    assert plot_accuracy_vs_sparsity(rows, tmp_path / "b.png").is_file()
+    (bars,) = [c for c in figures[0].axes[0].containers if isinstance(c, BarContainer)]
+    segments = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per bar, in percent
+    assert [tuple(s[:, 1]) for s in segments] == [pytest.approx((40.0, 70.0)), pytest.approx((60.0, 60.0))]
+    (line,) = [c for c in figures[1].axes[0].containers if isinstance(c, ErrorbarContainer)]
+    segments = line.lines[2][0].get_segments()
+    assert [tuple(s[:, 1]) for s in segments] == [pytest.approx((40.0, 70.0)), pytest.approx((60.0, 60.0))]

@@ -41,8 +41,8 @@ def test_table_cells_exact(tmp_path):
         [
             "adapter",
             "finetune / shears",
-            "52.5",
-            "31.0 / 33.0",
+            "52.5 [37.5, 67.1] n=40",
+            "32.0 [20.8, 45.8] / 34.0 [22.4, 47.8] n=50",
             "–",
             "50.1%",
             "16",
@@ -71,7 +71,7 @@ def test_table_cells_exact(tmp_path):
         [
             "merged",
             "merge / sqft-sparsepeft",
-            "50.0",
+            "50.0 [35.2, 64.8] n=40",
             "–",
             "12.35",
             "50.1%",

@@ -12,7 +12,7 @@ from typing import Any
 from sqft.errors import SqftError
 from sqft.typecheck import check_field_types
 
-__all__ = ["ADAPT_TARGETS", "GROUPINGS", "PIPELINES", "AdaptConfig", "TrainConfig"]
+__all__ = ["ADAPT_TARGETS", "GROUPINGS", "PIPELINES", "QA_BASES", "AdaptConfig", "TrainConfig"]
 
 # SPEC §3 default targets: attention q, k, v and the MLP up/down projections.
 ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
@@ -20,6 +20,9 @@ ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 # layer_qkv: one elastic rank per decoder layer shared by q,k,v (up/down fixed at r_max) — the paper's default;
 # module: one group per target module; layer: one group per decoder layer for all its targets.
 GROUPINGS = ("layer_qkv", "module", "layer")
+
+# W_base of QA-SparsePEFT (see AdaptConfig.qa_base)
+QA_BASES = ("gptq", "fp16", "gptq-dither")
 
 # pipeline name → (sparse_adapter, quantization_aware); the base model decides sparse / INT4 (SPEC §0).
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -50,7 +53,9 @@ class AdaptConfig:
     quantization_aware: bool = False
     """QA-SparsePEFT: the merged weight is fake-quantized with the INT4 base's frozen scales and zeros."""
     qa_base: str = "gptq"
-    """'gptq': W_base is the INT4 base dequantized on the fly; 'fp16': W_base is the fp16 sparse weight."""
+    """'gptq': W_base is the INT4 base dequantized on the fly; 'fp16': W_base is the fp16 sparse weight;
+    'gptq-dither': the INT4 base plus a fixed seeded offset s_q·u, u ~ U[−½, ½) per weight, regenerated from the
+    module name (no memory): it starts at the GPTQ codes but, like an fp16 weight, anywhere inside its bin."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -80,8 +85,8 @@ class AdaptConfig:
         object.__setattr__(self, "targets", tuple(self.targets))
         if self.grouping not in GROUPINGS:
             raise SqftError(f"grouping '{self.grouping}' is unknown: use one of {', '.join(GROUPINGS)}")
-        if self.qa_base not in ("gptq", "fp16"):
-            raise SqftError(f"qa_base '{self.qa_base}' is unknown: use 'gptq' or 'fp16'")
+        if self.qa_base not in QA_BASES:
+            raise SqftError(f"qa_base '{self.qa_base}' is unknown: use one of {', '.join(QA_BASES)}")
 
     @property
     def scaling(self) -> float:

@@ -8,6 +8,7 @@ Groups (elastic ranks): `layer_qkv` — one rank per decoder layer shared by its
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -22,6 +23,7 @@ from sqft.modeling.structure import find_target_linears, layers_path
 __all__ = [
     "ATTENTION_PROJ",
     "inject_adapters",
+    "dither_seed",
     "adapter_layers",
     "group_of",
     "groups_of",
@@ -65,10 +67,10 @@ def _qa_for(name: str, base: nn.Module, cfg: AdaptConfig, qa_params: Mapping[str
                 "--quantization-aware (pipeline sqft-qa-sparsepeft) or drop --sparse-adapter (pipeline sqft)"
             )
         return None
-    if cfg.qa_base == "gptq":
+    if cfg.qa_base in ("gptq", "gptq-dither"):
         if not int4:
             raise SqftError(
-                f"quantization-aware training with qa_base=gptq needs an INT4 (GPTQ) base model, but '{name}' is a "
+                f"quantization-aware training with qa_base={cfg.qa_base} needs an INT4 (GPTQ) base model, but '{name}' is a "
                 "dense layer: quantize the model first (sqft quantize) or use qa_base=fp16 with the INT4 params"
             )
         return qa_params_of(base)
@@ -78,6 +80,12 @@ def _qa_for(name: str, base: nn.Module, cfg: AdaptConfig, qa_params: Mapping[str
             "pass the quantized model (--qa-int4) alongside the fp16 sparse model"
         )
     return qa_params[name]
+
+
+def dither_seed(name: str) -> int:
+    """The seed of a module's dither offsets: a function of its name only, so that training, a resumed run and
+    the merge regenerate the very same offsets with nothing stored."""
+    return zlib.crc32(name.encode())
 
 
 def inject_adapters(
@@ -104,7 +112,17 @@ def inject_adapters(
         qa = _qa_for(name, base, cfg, qa_params)
         r = int(module_ranks[name]) if module_ranks is not None else cfg.r_max
         layer = AdapterLinear(
-            base, r, cfg.alpha, cfg.dropout, cfg.sparse_adapter, qa, generator=gen, scaling=cfg.scaling
+            base,
+            r,
+            cfg.alpha,
+            cfg.dropout,
+            cfg.sparse_adapter,
+            qa,
+            generator=gen,
+            scaling=cfg.scaling,
+            dither_seed=dither_seed(name)
+            if cfg.quantization_aware and cfg.qa_base == "gptq-dither"
+            else None,
         )
         layer.group = group_of(name, prefix, cfg.grouping, cfg.elastic)
         parent_name, _, child = name.rpartition(".")

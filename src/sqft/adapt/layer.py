@@ -6,6 +6,7 @@ a dense/sparse `nn.Linear` or an INT4 `QuantLinear`:
     y = base(x) + s · dropout(x) A_rᵀ B_rᵀ                  LoRA / NLS (A_r = A[:r], B_r = B[:, :r], s = α / r_max)
     y = x W_mᵀ,  W_m = W + s (B_r A_r) ⊙ M                  SparsePEFT (dropout feeds only the L part)
     y = x Ŵᵀ,    Ŵ = fake_quant(W_m; s_q, z) with STE       QA-SparsePEFT
+                 (on an INT4 base optionally dithered: W = s_q (q − z + u), u fixed per weight, see `dither_seed`)
 
 The active rank `r` is state set from outside (`set_active_rank`, once per optimizer step by the NLS sampler);
 `forward` never changes it, so a gradient-checkpointing recomputation sees the rank of its forward.
@@ -25,6 +26,7 @@ from sqft.adapt.variants import (
     WeightsFn,
     adapted_linear,
     dense_base_weights,
+    dither_offsets,
     int4_base_weights,
     int4_pruned_t,
     int4_requantized,
@@ -62,6 +64,7 @@ class AdapterLinear(nn.Module):
         qa: QAParams | None = None,
         generator: torch.Generator | None = None,
         scaling: float | None = None,
+        dither_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.base_layer = base
@@ -91,6 +94,8 @@ class AdapterLinear(nn.Module):
         if qa is not None:
             self.register_buffer("qa_scale", qa.scale.float().to(device), persistent=False)  # (out, G)
             self.register_buffer("qa_zero", qa.zero.float().to(device), persistent=False)  # (out, G)
+        # qa_base = gptq-dither: the seed of this layer's in-bin offsets u (regenerated per pass, never stored)
+        self.dither_seed = dither_seed if self.int4_qa else None
         if self.int4_qa:
             _, scale_t, zero_t = self._codes_t()
             assert torch.equal(scale_t.T, self.qa_scale) and torch.equal(zero_t.T, self.qa_zero), (
@@ -126,10 +131,18 @@ class AdapterLinear(nn.Module):
             return int4_pruned_t(q, zero).logical_not_().T
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
+    def _dither_t(self) -> torch.Tensor | None:
+        """u (in, out) of a dithered INT4 base (`variants.dither_offsets`), or None."""
+        if self.dither_seed is None:
+            return None
+        device = self.qa_scale.device
+        return dither_offsets((self.in_features, self.out_features), self.dither_seed, device)
+
     def _weights_fn(self, fused: bool = False) -> WeightsFn:
         """`weights(...)` of this layer's variant (see `variants.adapted_linear`)."""
         if self.int4_qa:
-            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse, fused)
+            dither = self._dither_t if self.dither_seed is not None else None
+            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse, fused, dither)
         return dense_base_weights(self._base_weight, self.mask_bits, self._qa(), fused)
 
     def _eval_weights(self) -> AdapterWeights:
@@ -162,7 +175,9 @@ class AdapterLinear(nn.Module):
             q, scale, zero = self._codes_t()
             A, B = self.lora_A[:r], self.lora_B[:, :r]
             pruned = int4_pruned_t(q, zero) if self.sparse else None
-            Q, _ = int4_requantized(q, scale, zero, A, B, self.scaling, self.qa.bits, pruned)
+            Q, _ = int4_requantized(
+                q, scale, zero, A, B, self.scaling, self.qa.bits, pruned, self._dither_t()
+            )
             return Q.view(self.in_features, self.out_features).T.to(torch.int32).contiguous()
         return quant_codes(self._base_weight() + self.delta_weight(), self._qa())
 
@@ -207,4 +222,7 @@ class AdapterLinear(nn.Module):
             if self.qa is not None
             else ("sparse" if self.sparse else "lora")
         )
-        return f"r_max={self.r_max}, active_rank={self.active_rank}, s={self.scaling:g}, variant={kind}"
+        dither = "" if self.dither_seed is None else ", dithered"
+        return (
+            f"r_max={self.r_max}, active_rank={self.active_rank}, s={self.scaling:g}, variant={kind}{dither}"
+        )

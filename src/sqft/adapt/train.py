@@ -252,11 +252,13 @@ def finetune(
     work_dir: str | os.PathLike,
     qa_params: Mapping[str, QAParams] | None = None,
     progress: bool = True,
+    callbacks: Sequence[Any] = (),
 ) -> FinetuneResult:
     """Inject adapters into `model` (in place) and train them on `examples`; returns the trained model.
 
     `examples`: `TrainingExample`s, plain texts or (prompt, response) pairs. Each is tokenized as BOS + prompt
     + response + EOS, cut at `train.cutoff`; the loss covers the whole sequence unless `train.mask_prompt`.
+    `callbacks`: more `TrainerCallback`s (e.g. `HeldOutLossCallback` on `model`), run after the NLS sampler's.
     """
     rows = build_training_dataset(
         tokenizer, as_training_examples(examples), train.cutoff, train.mask_prompt, add_bos=train.add_bos
@@ -268,19 +270,19 @@ def finetune(
     n_fusable = set_fused(model, fused)
     train = train.resolved(adapt, int4_base=int4)
     args = _training_args(train, Path(work_dir), progress)
-    callbacks: list[Any] = []
+    own: list[Any] = []
     nls = None
     if groups_of(model):
         spaces = {g: list(adapt.ranks) for g in groups_of(model)}
         nls = NLSCallback(model, spaces, seed=train.nls_seed)
-        callbacks.append(nls)
-    callbacks.append(_checkpoint_done_callback())  # after NLSCallback, whose on_save writes its statistics
+        own.append(nls)
+    own.append(_checkpoint_done_callback())  # after NLSCallback, whose on_save writes its statistics
     trainer = _adapter_trainer_class()(
         model=model,
         args=args,
         train_dataset=_Examples(rows),
         data_collator=collate,
-        callbacks=callbacks,
+        callbacks=own + list(callbacks),
     )
     if train.fsdp and not trainer.is_fsdp_enabled:
         log.warning(

@@ -4,6 +4,7 @@
     W_m = W + L                             merged weight
     Ŵ   = s_q · (clamp(round(W_m / s_q) + z, 0, 2^b − 1) − z)     QA-SparsePEFT, STE gradient
     Q   = clamp(q + round(L / s_q), 0, 2^b − 1)                     the same on an INT-b base W = s_q (q − z)
+    Q   = clamp(q + round(u + L / s_q), 0, 2^b − 1)                 ... with a dithered base W = s_q (q − z + u)
 
 `adapted_linear` computes `y = x W_mᵀ` (or `x Ŵᵀ`) with one GEMM when dropout is off, and
 `y = x Wᵀ + dropout(x) Lᵀ` (QA: `x (Ŵ − L)ᵀ + dropout(x) Lᵀ`) with two GEMMs when it is on (dropout feeds only
@@ -34,6 +35,7 @@ __all__ = [
     "fake_quant_groups",
     "quant_codes",
     "requantized_codes",
+    "dither_offsets",
     "AdapterWeights",
     "dense_base_weights",
     "low_rank_t",
@@ -109,15 +111,32 @@ def fake_quant_groups(W_m: torch.Tensor, qa: QAParams) -> torch.Tensor:
     return Q.sub_(z).mul_(sq).flatten(1)[:, :n_in]
 
 
-def requantized_codes(q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+def requantized_codes(
+    q: torch.Tensor, L: torch.Tensor, scale: torch.Tensor, bits: int, u: torch.Tensor | None = None
+) -> torch.Tensor:
     """Q = clamp(q + round(L / s_q), 0, 2^b − 1): eq. 3 on an INT-b base, in integer form. fp32, shape of L.
 
     The base is W = s_q (q − z) exactly, so round(W_m / s_q) + z = q + round(L / s_q) with no fp round trip
     through W (an exact tie L / s_q = k + ½ rounds to even in L / s_q, not in the sum). q, L: (G, gs, out)
     in the stored (in, out) layout; scale (G, 1, out). Where L = 0 (pruned: M = 0) Q = q exactly.
+    With dither offsets `u` ∈ [−½, ½) (`dither_offsets`) the base is W = s_q (q − z + u): Q = q + round(u + L / s_q),
+    still q where L = 0, but a code moves as soon as L pushes its weight across the nearer bin edge.
     """
-    Q = (L / scale).round_()
-    return Q.add_(q).clamp_(0, qmax(bits))
+    Q = L / scale
+    if u is not None:
+        Q.add_(u)
+    return Q.round_().add_(q).clamp_(0, qmax(bits))
+
+
+def dither_offsets(shape: tuple[int, ...], seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """u ~ U[−½, ½) fp32 of `shape`, the same for a given seed on a given device (regenerated, never stored).
+
+    The position of a dithered GPTQ weight inside its quantization bin, in units of s_q: `round(u) = 0`, so the
+    starting codes are GPTQ's, while the trained weight sits anywhere in its bin — as an fp16 weight does — and
+    E_u[round(u + L / s_q)] = L / s_q for |L| < s_q / 2: the codes follow L on average from the first step.
+    """
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.rand(shape, generator=gen, device=device).sub_(0.5)
 
 
 class AdapterWeights(NamedTuple):
@@ -201,13 +220,14 @@ def int4_requantized(
     s: float,
     bits: int,
     pruned: torch.Tensor | None,
+    u: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """QA-SparsePEFT on an INT-b base, in its stored (in, out) layout: (Q, Lᵀ), each (G, gs, out).
 
     q (in, out) int codes, scale (G, out), A (r, in), B (out, r); `pruned` = `int4_pruned_t(q, z)` for
     QA-SparsePEFT (M = 1[q ≠ z] comes from the codes, as the base weight is exactly 0 where q = z, so no mask is
-    stored), None for a dense adapter. L = s (B A) ⊙ M; Q by `requantized_codes`. Training and merge both call
-    this, so the merged codes come from the very same arithmetic.
+    stored), None for a dense adapter. L = s (B A) ⊙ M; Q by `requantized_codes` (dithered by `u` (in, out) when
+    given). Training and merge both call this, so the merged codes come from the very same arithmetic.
     """
     n_in, out = q.shape
     G = scale.shape[0]
@@ -215,7 +235,8 @@ def int4_requantized(
     if pruned is not None:
         L_t.masked_fill_(pruned, 0.0)
     q, L_t = q.view(G, n_in // G, out), L_t.view(G, -1, out)  # (G, gs, out)
-    return requantized_codes(q, L_t, scale.unsqueeze(1), bits), L_t
+    u = None if u is None else u.view(G, -1, out)
+    return requantized_codes(q, L_t, scale.unsqueeze(1), bits, u), L_t
 
 
 def int4_pruned_t(q: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
@@ -226,18 +247,18 @@ def int4_pruned_t(q: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
 
 
 def _int4_eff_t(
-    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype
+    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype, u=None
 ) -> torch.Tensor:
     """Ŵᵀ = s_q (Q − z) (in, out) in `dtype`, one fusable chain (in place on the tensors it makes)."""
-    Q, _ = int4_requantized(q, scale, zero, A, B, s, bits, pruned)
+    Q, _ = int4_requantized(q, scale, zero, A, B, s, bits, pruned, u)
     return Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1)).view(q.shape).to(dtype)
 
 
 def _int4_fixed_delta_t(
-    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype
+    q, scale, zero, A, B, s: float, bits: int, pruned: torch.Tensor | None, dtype: torch.dtype, u=None
 ):
     """((Ŵ − L)ᵀ, Lᵀ) (in, out) in `dtype`, for the dropout form; one fusable chain."""
-    Q, L_t = int4_requantized(q, scale, zero, A, B, s, bits, pruned)
+    Q, L_t = int4_requantized(q, scale, zero, A, B, s, bits, pruned, u)
     W_fix_t = Q.sub_(zero.unsqueeze(1)).mul_(scale.unsqueeze(1)).sub_(L_t)  # Ŵ − L
     return W_fix_t.view(q.shape).to(dtype), L_t.view(q.shape).to(dtype)
 
@@ -251,8 +272,10 @@ def int4_base_weights(
     bits: int,
     masked: bool,
     fused: bool,
+    dither_t: Callable[[], torch.Tensor] | None = None,
 ) -> WeightsFn:
-    """`weights(...)` for QA-SparsePEFT on the INT-b base itself (qa_base = gptq).
+    """`weights(...)` for QA-SparsePEFT on the INT-b base itself (qa_base = gptq, or gptq-dither with
+    `dither_t()` giving u (in, out), regenerated per pass).
 
     `codes_t()` gives the base's q (in, out), s_q and z (G, out). Everything is computed in that stored layout
     (no transposed copies) and returned as (out, in) views; `fused`: the compiled chains (training only).
@@ -261,7 +284,8 @@ def int4_base_weights(
     def weights(A, B, s: float, dtype: torch.dtype, dropout: bool, backward: bool) -> AdapterWeights:
         q, scale, zero = codes_t()
         pruned = int4_pruned_t(q, zero) if masked else None  # (in, out), once per pass
-        args = (q, scale, zero, A.detach(), B.detach(), s, bits, pruned, dtype)
+        u = None if dither_t is None else dither_t()
+        args = (q, scale, zero, A.detach(), B.detach(), s, bits, pruned, dtype, u)
         pruned = pruned.T if backward and pruned is not None else None
         if not dropout:
             eff_t = int4_eff_t.fused(*args) if fused else int4_eff_t(*args)

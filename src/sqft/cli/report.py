@@ -1,4 +1,4 @@
-"""`sqft report DIR [DIR ...] --output REPORT_DIR [--measure-latency] [--device cuda] [--title TEXT]`."""
+"""`sqft report DIR [DIR ...] --output REPORT_DIR [--baseline LABEL] [--measure-latency] [--title TEXT]`."""
 
 from __future__ import annotations
 
@@ -18,13 +18,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "on disk, trainable parameters, fine-tuning time and peak memory (from sqft.json, following parent "
             "artifacts), and optionally the inference latency and throughput of the final model. Writes "
             "report.md, report.html (figures embedded), report.json and PNG figures: accuracy per pipeline, "
-            "accuracy vs sparsity, adapter rank per layer of searched configurations."
+            "accuracy vs sparsity, adapter rank per layer of searched configurations. Accuracies carry their 95% "
+            "interval and n; a comparison table gives each artifact's accuracy difference to a baseline with a "
+            "paired bootstrap 95% interval where both were evaluated on the same items."
         ),
     )
     p.add_argument("artifacts", nargs="+", metavar="DIR", help="artifact directories written by sqft stages")
     add_output_args(p)
     p.add_argument("--title", default="sqft report", help="report title (default 'sqft report')")
     p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    c = p.add_argument_group("comparison")
+    c.add_argument(
+        "--baseline",
+        default=None,
+        metavar="LABEL",
+        help="the artifact (its label, i.e. directory name, or its path) every other is compared with "
+        "(default: the first)",
+    )
+    c.add_argument("--no-compare", action="store_true", help="leave out the comparison table")
+    c.add_argument(
+        "--bootstrap-resamples",
+        type=int,
+        default=10_000,
+        help="paired bootstrap resamples of the comparison intervals (default 10000)",
+    )
     g = p.add_argument_group("latency (paper Table 7)")
     g.add_argument(
         "--measure-latency",
@@ -43,8 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sqft.report.api import ReportConfig, write_report
+    from sqft.report.compare import compare_rows
     from sqft.report.latency import DEFAULT_PROMPT, LatencyConfig
-    from sqft.report.tables import markdown_table
+    from sqft.report.tables import markdown_comparison, markdown_table
 
     latency = LatencyConfig(
         prompt=args.prompt if args.prompt is not None else DEFAULT_PROMPT,
@@ -54,9 +72,20 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     config = ReportConfig(
-        title=args.title, measure_latency=args.measure_latency, plots=not args.no_plots, latency=latency
+        title=args.title,
+        measure_latency=args.measure_latency,
+        plots=not args.no_plots,
+        latency=latency,
+        compare=not args.no_compare,
+        baseline=args.baseline,
+        bootstrap_resamples=args.bootstrap_resamples,
     )
     rows = write_report(args.artifacts, args.output, config, overwrite=args.overwrite)
     print(markdown_table(rows))
+    if config.compare and len(rows) > 1:
+        compared = compare_rows(rows, config.baseline, config.bootstrap_resamples, config.seed)
+        table = markdown_comparison([c for c in compared if c.differences])
+        if table:
+            print(f"\ncompared with {compared[0].baseline}:\n{table}")
     print(f"report of {len(rows)} artifact(s) -> {args.output}/report.md, report.html")
     return 0

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sqft.errors import OutputExistsError, SqftError
+from sqft.evaluate.intervals import ACCURACY_METRICS, metric_interval
 from sqft.typecheck import check_field_types
 
 __all__ = [
@@ -258,13 +259,15 @@ def _alive(pid: int) -> bool:
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """A plain-text table: one row per task and metric."""
-    rows = [("task", "metric", "value", "n")]
+    """A plain-text table: one row per task and metric, with its 95% interval (accuracies) and n."""
+    rows = [("task", "metric", "value", "95% CI", "n")]
     for task, metrics in results.items():
         for key, value in metrics.items():
-            if key in ("n", "n_shot", "seconds") or isinstance(value, (list, dict, str)):
+            if key in ("n", "n_shot", "seconds") or isinstance(value, (list, dict, str, bool)):
                 continue
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            rows.append((task, key, shown, str(metrics.get("n", metrics.get("n_tokens", "")))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            ci = metric_interval(metrics, key) if key in ACCURACY_METRICS else None
+            shown_ci = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+            rows.append((task, key, shown, shown_ci, str(metrics.get("n", metrics.get("n_tokens", "")))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -7,6 +7,7 @@ after `#### `; flexible_match the last number in the output.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 
@@ -17,9 +18,10 @@ from sqft.data.tasks import GSM8KExample
 from sqft.data.templates import gsm8k_prompt
 from sqft.errors import SqftError
 from sqft.evaluate.extract import flexible_answer, normalize_number, strict_answer
+from sqft.evaluate.intervals import with_intervals
 from sqft.evaluate.lm import greedy_generate
 
-__all__ = ["GSM8K_STOP", "fewshot_prefix", "pick_fewshot", "evaluate_gsm8k"]
+__all__ = ["GSM8K_STOP", "fewshot_prefix", "pick_fewshot", "item_key", "evaluate_gsm8k"]
 
 GSM8K_STOP = ("Question:", "</s>", "<|im_end|>", "\n\n")
 
@@ -43,6 +45,11 @@ def fewshot_prefix(shots: Sequence[GSM8KExample]) -> str:
     return "".join(f"{gsm8k_prompt(ex.question)} {ex.answer}\n\n" for ex in shots)
 
 
+def item_key(ex: GSM8KExample) -> str:
+    """An item's identity in `items_sha256`: its question and solution."""
+    return json.dumps([ex.question, ex.answer])
+
+
 def evaluate_gsm8k(
     model: nn.Module,
     tokenizer,
@@ -58,7 +65,9 @@ def evaluate_gsm8k(
     progress: bool = True,
     return_outputs: bool = False,
 ) -> dict:
-    """`{"strict_match", "flexible_match", "n"}` (plus "outputs" with `return_outputs`)."""
+    """`{"strict_match", "flexible_match", "n"}`, each match with its Wilson 95% interval (`<metric>_ci95`),
+    per-item outcomes ("correct") and the items' digest (`sqft.evaluate.intervals`); plus "outputs" with
+    `return_outputs`."""
     examples = list(examples)[:limit]
     if not examples:
         raise SqftError("no GSM8K examples to evaluate")
@@ -67,13 +76,16 @@ def evaluate_gsm8k(
     outputs = greedy_generate(
         model, tokenizer, prompts, max_new_tokens, GSM8K_STOP, batch_size, device, add_bos, progress
     )
-    strict = flexible = 0
+    strict, flexible = [], []
     for ex, out in zip(examples, outputs, strict=True):
         gold = normalize_number(ex.target)
-        strict += strict_answer(out) == gold
-        flexible += flexible_answer(out) == gold
+        strict.append(strict_answer(out) == gold)
+        flexible.append(flexible_answer(out) == gold)
     n = len(examples)
-    result = {"strict_match": strict / n, "flexible_match": flexible / n, "n": n, "n_shot": n_shot}
+    result = {"strict_match": sum(strict) / n, "flexible_match": sum(flexible) / n, "n": n, "n_shot": n_shot}
+    with_intervals(
+        result, {"strict_match": strict, "flexible_match": flexible}, [item_key(e) for e in examples]
+    )
     if return_outputs:
         result["outputs"] = outputs
     return result

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from sqft.data.tasks import InstructionExample
 from sqft.data.templates import alpaca_prompt
 from sqft.errors import SqftError
 from sqft.evaluate.extract import answer_vocabulary, answer_word, choice_letter, last_number, numbers_match
+from sqft.evaluate.intervals import with_intervals
 from sqft.evaluate.lm import greedy_generate
 
 __all__ = ["ALPACA_STOP", "is_letter_task", "score_math", "evaluate_math", "evaluate_commonsense_gen"]
@@ -54,8 +56,10 @@ def _accuracy(
         raise SqftError("no examples to evaluate")
     prompts = [alpaca_prompt(ex.instruction, ex.input) for ex in examples]
     outputs = greedy_generate(model, tokenizer, prompts, max_new_tokens, ALPACA_STOP, **gen)
-    correct = sum(is_correct(ex, out) for ex, out in zip(examples, outputs, strict=True))
-    result: dict = {"accuracy": correct / len(examples), "n": len(examples)}
+    correct = [is_correct(ex, out) for ex, out in zip(examples, outputs, strict=True)]
+    result: dict = {"accuracy": sum(correct) / len(examples), "n": len(examples)}
+    keys = [json.dumps([ex.instruction, ex.input, ex.answer]) for ex in examples]
+    with_intervals(result, {"accuracy": correct}, keys)
     if return_outputs:
         result["outputs"] = outputs
     return result
@@ -70,7 +74,8 @@ def evaluate_math(
     return_outputs: bool = False,
     **gen: Any,
 ) -> dict:
-    """`{"accuracy", "n", "answer_type"}` under the LLM-Adapters math protocol (letters for AQuA-style sets).
+    """`{"accuracy", "n", "answer_type"}` under the LLM-Adapters math protocol (letters for AQuA-style sets), with
+    `accuracy_ci95`, per-item outcomes and the items' digest (`sqft.evaluate.intervals.with_intervals`).
 
     `gen`: options of `greedy_generate` (batch_size, device, add_bos, progress).
     """
@@ -97,7 +102,8 @@ def evaluate_commonsense_gen(
     return_outputs: bool = False,
     **gen: Any,
 ) -> dict:
-    """`{"accuracy", "n"}`: the first allowed answer word in the response must equal the gold word.
+    """`{"accuracy", "n"}` (with interval, outcomes and digest, as `evaluate_math`): the first allowed answer
+    word in the response must equal the gold word.
 
     The allowed words come from the instruction's "Answer format: a/b/..." (else the set of gold answers).
     `gen`: options of `greedy_generate` (batch_size, device, add_bos, progress).

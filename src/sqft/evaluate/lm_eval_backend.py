@@ -29,6 +29,8 @@ from torch import nn
 
 from sqft.data.tasks import MCExample
 from sqft.errors import SqftError, require
+from sqft.evaluate.intervals import CI_SUFFIX, wilson_interval, with_intervals
+from sqft.evaluate.multiple_choice import item_key
 
 __all__ = ["TASK_NAME", "lm_eval_docs", "lm_eval_task", "evaluate_multiple_choice_lm_eval"]
 
@@ -115,7 +117,8 @@ def evaluate_multiple_choice_lm_eval(
     progress: bool = True,
     return_scores: bool = False,
 ) -> dict:
-    """`{"acc", "acc_norm", "n"}` from lm-eval over the examples (the first `limit`), as `evaluate_multiple_choice`.
+    """`{"acc", "acc_norm", "n"}` from lm-eval over the examples (the first `limit`), as `evaluate_multiple_choice`
+    (with the same intervals, per-item outcomes from lm-eval's samples, and items' digest).
 
     `examples` may be an MC file in any layout `sqft.data.load_multiple_choice` reads. The model must be a
     `PreTrainedModel` (dense, sparse, INT4 or with adapters) and is run where it is: `device` is accepted for
@@ -143,13 +146,19 @@ def evaluate_multiple_choice_lm_eval(
         out = lm_eval.evaluate(
             lm=lm,
             task_dict=tasks,
-            log_samples=return_scores,
+            log_samples=True,  # per-item outcomes, for intervals and paired comparisons
             bootstrap_iters=0,
         )
     row = out["results"][TASK_NAME]
     n = int(out["n-samples"][TASK_NAME]["effective"])
     result = {"acc": float(row["acc,none"]), "acc_norm": float(row["acc_norm,none"]), "n": n}
+    samples = sorted(out["samples"][TASK_NAME], key=lambda s: s["doc_id"])
+    outcomes = {m: [bool(s.get(m)) for s in samples] for m in ("acc", "acc_norm")}
+    if len(samples) == n and all(m in s for s in samples for m in outcomes):
+        with_intervals(result, outcomes, [item_key(ex) for ex in examples])
+    else:  # no per-item outcomes: intervals from the counts
+        for m in outcomes:
+            result[m + CI_SUFFIX] = list(wilson_interval(round(result[m] * n), n))
     if return_scores:
-        samples = sorted(out["samples"][TASK_NAME], key=lambda s: s["doc_id"])
         result["scores"] = [[float(ll) for ll, _ in s["filtered_resps"]] for s in samples]
     return result

@@ -19,27 +19,47 @@ from sqft.artifacts import atomic_output, check_output, write_manifest
 from sqft.errors import SqftError, require
 from sqft.report import plots
 from sqft.report.collect import ReportRow, collect_rows
+from sqft.report.compare import Comparison, baseline_index, compare_rows
 from sqft.report.html import render_html
 from sqft.report.latency import LatencyConfig, measure_artifact
-from sqft.report.tables import markdown_table, table_cells
+from sqft.report.tables import comparison_cells, markdown_comparison, markdown_table, table_cells
 
-__all__ = ["ReportConfig", "add_latency", "write_figures", "report_notes", "render_markdown", "write_report"]
+__all__ = [
+    "ReportConfig",
+    "add_latency",
+    "write_figures",
+    "report_notes",
+    "comparison_heading",
+    "render_markdown",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReportConfig:
-    """What the report contains; `latency` is used only with `measure_latency`."""
+    """What the report contains; `latency` is used only with `measure_latency`.
+
+    `compare`: a table of every artifact against `baseline` (a label or path; None: the first artifact), the
+    paired bootstrap interval (`bootstrap_resamples`, `seed`) of each accuracy difference where both artifacts
+    hold per-item outcomes on the same items.
+    """
 
     title: str = "sqft report"
     measure_latency: bool = False
     plots: bool = True
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    compare: bool = True
+    baseline: str | None = None
+    bootstrap_resamples: int = 10_000
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.title.strip():
             raise SqftError("the report title is empty: pass --title TEXT or leave the default")
+        if self.bootstrap_resamples < 1:
+            raise SqftError(f"bootstrap_resamples={self.bootstrap_resamples} must be positive (e.g. 10000)")
 
 
 def add_latency(rows: list[ReportRow], cfg: LatencyConfig) -> None:
@@ -85,13 +105,19 @@ def write_figures(rows: list[ReportRow], directory: Path) -> list[tuple[str, Pat
 def report_notes(cfg: ReportConfig) -> list[str]:
     notes = [
         "Accuracy in %: gsm8k flexible_match (last number), math accuracy, multiple choice acc / acc_norm; "
-        "perplexity as is.",
+        "perplexity as is. [lo, hi]: 95% Wilson score interval over the n items evaluated.",
         "Sparsity over the target linears; figures an artifact does not record are taken from its parent "
         "artifacts; '–' = not recorded.",
         "Size on disk: the files needed to run the model (an adapter-only artifact adds its base model).",
         "Fine-tuning time and peak memory as recorded by the finetune stage (GPU allocator peak on CUDA, "
         "process max RSS on CPU).",
     ]
+    if cfg.compare:
+        notes.append(
+            "Comparison: accuracy minus the baseline's, in percentage points; [lo, hi] is the 95% percentile "
+            f"interval of a paired bootstrap over items ({cfg.bootstrap_resamples} resamples, seed {cfg.seed}), "
+            "given only where both artifacts were evaluated on the same items with per-item outcomes recorded."
+        )
     if cfg.measure_latency:
         lat = cfg.latency
         notes.append(
@@ -101,19 +127,39 @@ def report_notes(cfg: ReportConfig) -> list[str]:
     return notes
 
 
+def comparison_heading(comparisons: list[Comparison]) -> str:
+    return f"Comparison with {comparisons[0].baseline}" if comparisons else "Comparison"
+
+
 def render_markdown(
-    title: str, rows: list[ReportRow], figures: list[tuple[str, Path]], notes: list[str]
+    title: str,
+    rows: list[ReportRow],
+    figures: list[tuple[str, Path]],
+    notes: list[str],
+    comparisons: list[Comparison] | None = None,
 ) -> str:
     parts = [f"# {title}", "", markdown_table(rows), ""]
     parts += [f"- {n}" for n in notes]
+    compared = markdown_comparison(comparisons) if comparisons else ""
+    if compared:
+        parts += ["", f"## {comparison_heading(comparisons)}", "", compared]
     if figures:
         parts += ["", "## Figures", ""]
         parts += [f"![{caption}]({png.name})\n" for caption, png in figures]
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _rows_json(rows: list[ReportRow]) -> list[dict]:
-    return [{**dataclasses.asdict(r), "path": str(r.path)} for r in rows]
+def _rows_json(rows: list[ReportRow], comparisons: list[Comparison]) -> list[dict]:
+    """The rows as data; each compared row carries its differences to the baseline."""
+    by_label = {c.label: [dataclasses.asdict(d) for d in c.differences] for c in comparisons}
+    return [
+        {
+            **dataclasses.asdict(r),
+            "path": str(r.path),
+            **({"vs_baseline": by_label[r.label]} if r.label in by_label else {}),
+        }
+        for r in rows
+    ]
 
 
 def write_report(
@@ -124,15 +170,20 @@ def write_report(
     if cfg.plots:
         require("matplotlib", "report")  # fail before any slow work
     rows = collect_rows(paths)
+    if cfg.compare:
+        baseline_index(rows, cfg.baseline)  # an unknown baseline fails before any slow work
     if cfg.measure_latency:
         add_latency(rows, cfg.latency)
+    comparisons = compare_rows(rows, cfg.baseline, cfg.bootstrap_resamples, cfg.seed) if cfg.compare else []
+    comparisons = [c for c in comparisons if c.differences]
     with atomic_output(output, overwrite, paths) as tmp:
         figures = write_figures(rows, tmp) if cfg.plots else []
         notes = report_notes(cfg)
-        (tmp / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes))
+        (tmp / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes, comparisons))
         header, cells = table_cells(rows)
-        (tmp / "report.html").write_text(render_html(cfg.title, header, cells, figures, notes))
-        (tmp / "report.json").write_text(json.dumps(_rows_json(rows), indent=2) + "\n")
+        compared = (comparison_heading(comparisons), *comparison_cells(comparisons)) if comparisons else None
+        (tmp / "report.html").write_text(render_html(cfg.title, header, cells, figures, notes, compared))
+        (tmp / "report.json").write_text(json.dumps(_rows_json(rows, comparisons), indent=2) + "\n")
         write_manifest(
             tmp,
             "report",

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqft.artifacts import MANIFEST, dir_size_bytes, read_manifest
 from sqft.errors import SqftError
+from sqft.evaluate.intervals import metric_interval
 
 __all__ = [
     "Artifact",
@@ -71,6 +72,11 @@ class ReportRow:
     stage: str | None = None
     pipeline: str | None = None
     tasks: dict[str, dict[str, float]] = field(default_factory=dict)  # task → primary metric → value
+    n: dict[str, int] = field(default_factory=dict)  # task → items (or tokens, perplexity) evaluated
+    # task → metric → 95% interval (accuracies only)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    # task → {"correct": {metric: "0110…"}, "items_sha256": …}: per-item outcomes, for paired comparisons
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
     sparsity: float | None = None  # fraction of zeros over the target linears
     bits: int | None = None
     size_bytes: int | None = None
@@ -207,6 +213,23 @@ def primary_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
+def _add_results(row: ReportRow, results: dict[str, dict[str, Any]]) -> None:
+    """The primary metrics of every task, with n, 95% intervals and per-item outcomes where recorded."""
+    for task, metrics in results.items():
+        primary = primary_metrics(metrics)
+        if not primary:
+            continue
+        row.tasks[task] = primary
+        n = metrics.get("n", metrics.get("n_tokens"))
+        if isinstance(n, int) and not isinstance(n, bool):
+            row.n[task] = n
+        cis = {m: ci for m in primary if (ci := metric_interval(metrics, m)) is not None}
+        if cis:
+            row.intervals[task] = cis
+        if isinstance(metrics.get("correct"), dict) and isinstance(metrics.get("items_sha256"), str):
+            row.outcomes[task] = {"correct": metrics["correct"], "items_sha256": metrics["items_sha256"]}
+
+
 def _adapter_dir(a: Artifact) -> Path | None:
     for d in (a.path, a.path / "adapter"):
         if (d / ELASTIC_CONFIG).is_file() or (d / "adapter_config.json").is_file():
@@ -259,8 +282,7 @@ def collect_row(path: str | os.PathLike, label: str | None = None) -> ReportRow:
     a = chain[0]
     row = ReportRow(label=label or a.path.resolve().name, path=a.path, stage=a.stage)
     row.pipeline = _first(chain, lambda x: x.config.get("pipeline"))
-    row.tasks = {t: primary_metrics(m) for t, m in read_results(a.path).items()}
-    row.tasks = {t: m for t, m in row.tasks.items() if m}
+    _add_results(row, read_results(a.path))
     row.sparsity = _first(chain, _sparsity)
     row.bits = _first(chain, _bits)
     row.size_bytes = _size_bytes(chain)

@@ -45,8 +45,10 @@ def render_html(
     cells: Sequence[Sequence[str]],
     figures: Sequence[tuple[str, Path]],
     notes: Sequence[str] = (),
+    comparison: tuple[str, Sequence[str], Sequence[Sequence[str]]] | None = None,
 ) -> str:
-    """The report page; `figures` are (caption, PNG path) pairs, embedded so the page needs no other file."""
+    """The report page; `figures` are (caption, PNG path) pairs, embedded so the page needs no other file;
+    `comparison`: (heading, header, cells) of the table against the baseline."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -56,6 +58,9 @@ def render_html(
     ]
     if notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if comparison is not None:
+        heading, c_header, c_cells = comparison
+        parts += [f"<h2>{html.escape(heading)}</h2>", _table(c_header, c_cells)]
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [_figure(caption, png) for caption, png in figures]

@@ -1,5 +1,7 @@
 """Report figures as PNG: accuracy per pipeline, accuracy vs sparsity (paper Fig. 5), ranks per layer (Fig. 4).
 
+Accuracies are drawn with error bars from their 95% intervals (`ReportRow.intervals`) wherever one is known.
+
 matplotlib is optional (`pip install 'sqft[report]'`). Figures are built with the object API
 (`matplotlib.figure.Figure`), which renders with Agg and touches no global pyplot state.
 """
@@ -15,6 +17,8 @@ from sqft.report.collect import ReportRow
 
 __all__ = [
     "accuracy_of",
+    "interval_of",
+    "error_bars",
     "common_tasks",
     "plot_accuracy_per_pipeline",
     "plot_accuracy_vs_sparsity",
@@ -45,6 +49,25 @@ def accuracy_of(row: ReportRow, task: str) -> float | None:
     return next((v for name, v in metrics.items() if name != "perplexity"), None)
 
 
+def interval_of(row: ReportRow, task: str) -> tuple[float, float] | None:
+    """The 95% interval of the metric `accuracy_of` shows, as fractions; None when unknown."""
+    metrics = row.tasks.get(task, {})
+    name = next((n for n in metrics if n != "perplexity"), None)
+    return None if name is None else row.intervals.get(task, {}).get(name)
+
+
+def error_bars(
+    values: Sequence[float | None], intervals: Sequence[tuple[float, float] | None]
+) -> list[list[float]]:
+    """matplotlib's asymmetric `yerr` (2, N) in percent: value − lo below, hi − value above (0 where unknown)."""
+    below, above = [], []
+    for v, ci in zip(values, intervals, strict=True):
+        known = v is not None and ci is not None
+        below.append(100 * max(v - ci[0], 0.0) if known else 0.0)
+        above.append(100 * max(ci[1] - v, 0.0) if known else 0.0)
+    return [below, above]
+
+
 def _accuracy_tasks(rows: Sequence[ReportRow]) -> list[str]:
     tasks: list[str] = []
     for row in rows:
@@ -58,7 +81,8 @@ def common_tasks(rows: Sequence[ReportRow]) -> list[str]:
 
 
 def plot_accuracy_per_pipeline(rows: Sequence[ReportRow], path: str | os.PathLike) -> Path | None:
-    """Grouped bars: one group per artifact, one bar per task (accuracy in %); None when nothing to plot."""
+    """Grouped bars: one group per artifact, one bar per task (accuracy in %, error bars: the 95% interval);
+    None when nothing to plot."""
     tasks = _accuracy_tasks(rows)
     rows = [r for r in rows if any(accuracy_of(r, t) is not None for t in tasks)]
     if not rows:
@@ -69,7 +93,8 @@ def plot_accuracy_per_pipeline(rows: Sequence[ReportRow], path: str | os.PathLik
         xs = [i + (j - (len(tasks) - 1) / 2) * width for i in range(len(rows))]
         values = [accuracy_of(r, task) for r in rows]
         ys = [float("nan") if v is None else 100 * v for v in values]  # no bar for a task not evaluated
-        bars = ax.bar(xs, ys, width, label=task)
+        yerr = error_bars(values, [interval_of(r, task) for r in rows])
+        bars = ax.bar(xs, ys, width, label=task, yerr=yerr, capsize=2, error_kw={"elinewidth": 0.8})
         if len(tasks) * len(rows) <= 24:
             labels = ["" if v is None else f"{100 * v:.1f}" for v in values]
             ax.bar_label(bars, labels=labels, fontsize="x-small", padding=1)
@@ -86,19 +111,23 @@ def plot_accuracy_per_pipeline(rows: Sequence[ReportRow], path: str | os.PathLik
 def plot_accuracy_vs_sparsity(rows: Sequence[ReportRow], path: str | os.PathLike) -> Path | None:
     """One line per pipeline: mean accuracy over the tasks all plotted artifacts share vs sparsity (Fig. 5).
 
-    None when fewer than one artifact has both a sparsity and an accuracy."""
+    With one shared task each point has an error bar, its 95% interval (a mean over several tasks has none:
+    the tasks' intervals do not combine into one). None when no artifact has both a sparsity and an accuracy.
+    """
     rows = [r for r in rows if r.sparsity is not None and _accuracy_tasks([r])]
     tasks = common_tasks(rows)
     if not rows or not tasks:
         return None
-    groups: dict[str, list[tuple[float, float]]] = {}
+    groups: dict[str, list[tuple[float, float, float, float]]] = {}
     for r in rows:
         mean = sum(accuracy_of(r, t) or 0.0 for t in tasks) / len(tasks)
-        groups.setdefault(r.group, []).append((100 * (r.sparsity or 0.0), 100 * mean))
+        ci = interval_of(r, tasks[0]) if len(tasks) == 1 else None
+        (below,), (above,) = error_bars([mean], [ci])
+        groups.setdefault(r.group, []).append((100 * (r.sparsity or 0.0), 100 * mean, below, above))
     fig, ax = _figure(6.0, 4.0)
     for name, points in groups.items():
-        xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, marker="o", label=name)
+        xs, ys, below, above = zip(*sorted(points), strict=True)
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=name)
     ax.set_xlabel("sparsity (%)")
     ax.set_ylabel(
         f"{tasks[0]} accuracy (%)" if len(tasks) == 1 else f"mean accuracy over {len(tasks)} tasks (%)"

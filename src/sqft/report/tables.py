@@ -1,16 +1,21 @@
 """The comparison table (paper Tables 6/7 plus accuracy per task) as cells, Markdown, and the units used.
 
-Accuracies are shown in percent with one decimal like the paper; perplexity with two decimals; sizes and
-memory in binary units (KiB, MiB, GiB); anything unknown as "–".
+Accuracies are shown in percent with one decimal like the paper, with their 95% interval and n
+(`52.5 [37.5, 67.1] n=40`); perplexity with two decimals; sizes and memory in binary units (KiB, MiB, GiB);
+anything unknown as "–". The comparison table shows each row's difference to a baseline in percentage points
+with its paired 95% interval (`+3.2 [+0.8, +5.6]`), or "not paired" and why.
 """
 
 from __future__ import annotations
 
 from sqft.report.collect import ReportRow
+from sqft.report.compare import Comparison, Difference
 
 __all__ = [
     "MISSING",
     "format_metric",
+    "format_interval",
+    "format_difference",
     "format_percent",
     "format_bytes",
     "format_count",
@@ -19,6 +24,8 @@ __all__ = [
     "task_columns",
     "table_cells",
     "markdown_table",
+    "comparison_cells",
+    "markdown_comparison",
 ]
 
 MISSING = "–"  # en dash: an unknown figure
@@ -34,6 +41,20 @@ def format_metric(name: str, value: float | None) -> str:
     if value is None:
         return MISSING
     return f"{value:.2f}" if name == "perplexity" else f"{100 * value:.1f}"
+
+
+def format_interval(ci: tuple[float, float] | None) -> str:
+    """(0.375, 0.671) → '[37.5, 67.1]' (percent); '' when there is none."""
+    return "" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def format_difference(d: Difference | None) -> str:
+    """Δ in percentage points with its paired interval, '+3.2 [+0.8, +5.6]', or '+3.2 (not paired: why)'."""
+    if d is None:
+        return MISSING
+    if d.lo is None or d.hi is None:
+        return f"{100 * d.diff:+.1f} (not paired: {d.why})"
+    return f"{100 * d.diff:+.1f} [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]"
 
 
 def format_bytes(n: int | float | None) -> str:
@@ -88,7 +109,13 @@ def _task_cell(row: ReportRow, task: str, metrics: tuple[str, ...]) -> str:
     values = row.tasks.get(task, {})
     if not values:
         return MISSING
-    return " / ".join(format_metric(m, values.get(m)) for m in metrics)
+    cis = row.intervals.get(task, {})
+    shown = [
+        " ".join(filter(None, (format_metric(m, values.get(m)), format_interval(cis.get(m)))))
+        for m in metrics
+    ]
+    n = f" n={row.n[task]}" if cis and task in row.n else ""
+    return " / ".join(shown) + n
 
 
 def _stage_cell(row: ReportRow) -> str:
@@ -141,5 +168,29 @@ def markdown_table(rows: list[ReportRow]) -> str:
         "| " + " | ".join(_md_escape(h) for h in header) + " |",
         "| " + " | ".join(align) + " |",
     ]
+    lines += ["| " + " | ".join(_md_escape(c) for c in line) + " |" for line in cells]
+    return "\n".join(lines)
+
+
+def comparison_cells(comparisons: list[Comparison]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the comparison table: one row per compared artifact, one column per task metric."""
+    columns: list[tuple[str, str]] = []
+    for c in comparisons:
+        columns += [(d.task, d.metric) for d in c.differences if (d.task, d.metric) not in columns]
+    header = ["artifact", "baseline"] + [f"{task} {metric} Δ (pp, paired 95% CI)" for task, metric in columns]
+    cells = []
+    for c in comparisons:
+        by_key = {(d.task, d.metric): d for d in c.differences}
+        cells.append([c.label, c.baseline] + [format_difference(by_key.get(k)) for k in columns])
+    return header, cells
+
+
+def markdown_comparison(comparisons: list[Comparison]) -> str:
+    """The comparison table in Markdown; '' when there is nothing to compare."""
+    header, cells = comparison_cells(comparisons)
+    if len(header) == 2:
+        return ""
+    align = [":--", ":--"] + ["--:"] * (len(header) - 2)
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(_md_escape(c) for c in line) + " |" for line in cells]
     return "\n".join(lines)
