@@ -145,3 +145,15 @@ def test_finetune_killed_while_checkpointing_resumes_to_the_same_adapter(env, tm
     assert json.loads((out / "nls_stats.json").read_text()) == json.loads(
         (whole / "nls_stats.json").read_text()
     )
+
+
+@pytest.mark.parametrize("point", ["tmpdir", "commit"])
+def test_export_killed_leaves_nothing_and_a_rerun_gives_the_same_files(env, tmp_path, point):
+    pytest.importorskip("compressed_tensors")
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    argv = ["export", str(env.sparse), "--format", "compressed-tensors", "-q"]
+    assert main([*argv, "--output", str(ref)]) == 0
+    killed(point, 1, *argv, "--output", str(out))
+    assert not out.exists()
+    assert main([*argv, "--output", str(out)]) == 0
+    assert weights(out) == weights(ref) and siblings(out) == []
