@@ -75,7 +75,14 @@ def test_pipeline_runs_and_resumes(tmp_path, model_dir, pipeline):
     assert summary["stages"] == state.dirs
     if pipeline == "sqft-qa-sparsepeft":
         merged = read_manifest(state.dirs["merge"])
-        assert merged["stage"] == "merge"
+        assert merged["stage"] == "merge" and merged["figures"]["kind"] == "int4"
+        # qa_base auto in a pipeline: trained on the fp16 sparse model with the INT4 model's (s, z)
+        tuned = read_manifest(state.dirs["finetune"])
+        assert (
+            tuned["config"]["adapt"]["qa_base"] == "fp16"
+            and tuned["config"]["qa_int4"] == state.dirs["quantize"]
+        )
+        assert state.adapter_base == state.dirs["sparsify"] and merged["figures"]["codes_equal_eval"]
     again = run_recipe(recipe, root, quiet=True)
     assert again.skipped == list(recipe.stages) and again.results == state.results
     shutil.rmtree(state.dirs["finetune"])

@@ -99,7 +99,7 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     train = build(TrainConfig, recipe.finetune.get("train"), "finetune.train")
     data = dict(recipe.finetune["data"])
     examples = load_training_examples(data.pop("source"), data.pop("format", "auto"), **data)
-    qa_fp16 = adapt.quantization_aware and adapt.qa_base == "fp16"
+    qa_fp16 = _qa_fp16(recipe)  # auto: the sparse parent is always there, so the paper's fp16 base
     base = st.sparse if qa_fp16 else st.current
     finetune_to_dir(
         base,
@@ -114,6 +114,20 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     st.adapter_base = base
 
 
+def _qa_fp16(recipe: Recipe) -> bool:
+    """Whether the recipe's QA adapter trains on the fp16 sparse model (qa_base fp16, or auto in a pipeline)."""
+    adapt = recipe.adapt_section()
+    return bool(adapt["quantization_aware"]) and adapt.get("qa_base", "auto") in ("fp16", "auto")
+
+
+def _trained_on_fp16(adapter: str) -> bool:
+    """Whether a finished adapter was trained with qa_base=fp16 (its saved configuration says)."""
+    from sqft.adapt.export import read_elastic_config
+
+    cfg = read_elastic_config(adapter)["adapt_config"]
+    return bool(cfg.get("quantization_aware")) and cfg.get("qa_base") == "fp16"
+
+
 def _extract(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
     from sqft.adapt.api import extract_to_dir
 
@@ -125,7 +139,7 @@ def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
 
     adapt = recipe.adapt_section()
     elastic = adapt.get("adapter", "nls") == "nls"
-    qa_fp16 = adapt["quantization_aware"] and adapt.get("qa_base", "gptq") == "fp16"
+    qa_fp16 = _trained_on_fp16(st.adapter)
     merge_to_dir(
         st.adapter_base,
         st.adapter,
@@ -214,10 +228,8 @@ def _advance(st: PipelineState, stage: str, d: Path, recipe: Recipe) -> None:
             st.int4 = path
     elif stage == "finetune":
         st.adapter = st.final_adapter = path
-        if st.adapter_base is None:  # skipped: recompute which model the adapter was trained on
-            adapt = recipe.adapt_section()
-            qa_fp16 = adapt["quantization_aware"] and adapt.get("qa_base", "gptq") == "fp16"
-            st.adapter_base = st.sparse if qa_fp16 else st.current
+        if st.adapter_base is None:  # skipped: which model the adapter was trained on, from its own config
+            st.adapter_base = st.sparse if _trained_on_fp16(path) else st.current
     elif stage == "extract":
         st.final_adapter = path
     if stage == "merge":
@@ -228,7 +240,12 @@ def _advance(st: PipelineState, stage: str, d: Path, recipe: Recipe) -> None:
 
 def _section(recipe: Recipe, stage: str, adapter: str | None = None) -> Any:
     if stage == "finetune":
-        return {"finetune": recipe.finetune, "pipeline": recipe.pipeline}
+        section = {"finetune": recipe.finetune, "pipeline": recipe.pipeline}
+        adapt = recipe.adapt_section()
+        if adapt["quantization_aware"] and adapt.get("qa_base", "auto") == "auto":
+            # what auto means here (so adapters cached under the old default, gptq, are not taken for it)
+            section["qa_base"] = "fp16"
+        return section
     if stage == "merge":
         return {"extract": recipe.extract, "pipeline": recipe.pipeline}
     if stage == "quantize":

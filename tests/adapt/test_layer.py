@@ -184,6 +184,29 @@ def test_qa_gradient_is_straight_through_to_the_adapter():
     assert torch.allclose(A.grad, B.detach().T @ gL, atol=1e-4)
 
 
+def test_qa_base_auto_resolves_by_the_base_and_the_model_keeps_the_concrete_one(caplog):
+    from sqft.adapt.api import resolve_qa_base
+    from sqft.adapt.inject import adapter_config_of
+
+    cfg = AdaptConfig(sparse_adapter=True, quantization_aware=True)
+    assert cfg.qa_base == "auto" and AdaptConfig().resolved_qa_base(True).qa_base == "auto"  # not QA: as is
+    assert cfg.resolved_qa_base(int4_base=True).qa_base == "gptq-dither"
+    assert cfg.resolved_qa_base(int4_base=False).qa_base == "fp16"
+    assert cfg.with_(qa_base="gptq").resolved_qa_base(True).qa_base == "gptq"  # an explicit choice stays
+    int4 = sparse_int4_model()
+    inject_adapters(int4, cfg)
+    assert adapter_config_of(int4).qa_base == "gptq-dither"  # what save_adapter records
+    assert all(m.dither_seed is not None for m in adapter_layers(int4).values())
+    dense = sparse_model()
+    qa = {n: qa_params_of(m) for n, m in sparse_int4_model().named_modules() if hasattr(m, "codes")}
+    inject_adapters(dense, cfg, qa)
+    assert adapter_config_of(dense).qa_base == "fp16"
+    with caplog.at_level("INFO", logger="sqft.adapt.api"):
+        assert resolve_qa_base(cfg, fp16_parent=False).qa_base == "gptq-dither"
+        assert resolve_qa_base(cfg, fp16_parent=True).qa_base == "fp16"
+    assert "would freeze the forward" in caplog.text and "as in the paper" in caplog.text
+
+
 def test_config_validation():
     with pytest.raises(SqftError, match="maximum 24"):
         AdaptConfig(r_max=32, ranks=(24, 16))

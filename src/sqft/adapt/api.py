@@ -46,6 +46,7 @@ from sqft.files import read_json_file, safetensors_header
 
 __all__ = [
     "finetune_to_dir",
+    "resolve_qa_base",
     "resolve_adapter_config",
     "extract_to_dir",
     "merge_to_dir",
@@ -93,6 +94,24 @@ def _qa_params_from(int4_source: str | os.PathLike) -> dict[str, Any]:
     return {n.removeprefix("module."): qa_params_of(m) for n, m in int4.named_modules() if is_quant_linear(m)}
 
 
+def resolve_qa_base(adapt: AdaptConfig, fp16_parent: bool) -> AdaptConfig:
+    """`qa_base='auto'` for a fine-tuning run: fp16 when the fp16 sparse model is the base (`fp16_parent`: the INT4
+    model is given alongside for its s_q, z), else gptq-dither on the INT4 model; logged with the reason."""
+    if not adapt.quantization_aware or adapt.qa_base != "auto":
+        return adapt
+    if fp16_parent:
+        log.info(
+            "qa_base=auto -> fp16: the fp16 sparse weights are the base, as in the paper (its held-out loss fell fastest)"
+        )
+        return adapt.with_(qa_base="fp16")
+    log.info(
+        "qa_base=auto -> gptq-dither: only the INT4 model is given, so QA trains on its codes with a seeded in-bin "
+        "offset (a plain gptq base lies on the grid and would freeze the forward for the first steps); to train on "
+        "the paper's fp16 base, pass the fp16 sparse model as MODEL and the INT4 model as --qa-int4"
+    )
+    return adapt.with_(qa_base="gptq-dither")
+
+
 def finetune_to_dir(
     model_source: str | os.PathLike,
     data: str | os.PathLike | Sequence[TrainingExample],
@@ -127,6 +146,7 @@ def finetune_to_dir(
         examples = load_training_examples(data, data_format, template, response_template, limit=data_limit)
     else:
         examples = as_training_examples(data)[:data_limit]
+    adapt = resolve_qa_base(adapt, fp16_parent=qa_int4 is not None)
     if adapt.quantization_aware and adapt.qa_base == "fp16" and qa_int4 is None:
         raise SqftError(
             "qa_base=fp16 trains on the fp16 sparse model and needs the INT4 model's scales: "

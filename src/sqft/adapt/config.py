@@ -22,7 +22,7 @@ ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 GROUPINGS = ("layer_qkv", "module", "layer")
 
 # W_base of QA-SparsePEFT (see AdaptConfig.qa_base)
-QA_BASES = ("gptq", "fp16", "gptq-dither")
+QA_BASES = ("auto", "fp16", "gptq", "gptq-dither")
 
 # pipeline name → (sparse_adapter, quantization_aware); the base model decides sparse / INT4 (SPEC §0).
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -52,10 +52,13 @@ class AdaptConfig:
     """SparsePEFT: the delta is masked by the base weight's non-zeros, so merging keeps the sparsity."""
     quantization_aware: bool = False
     """QA-SparsePEFT: the merged weight is fake-quantized with the INT4 base's frozen scales and zeros."""
-    qa_base: str = "gptq"
-    """'gptq': W_base is the INT4 base dequantized on the fly; 'fp16': W_base is the fp16 sparse weight;
-    'gptq-dither': the INT4 base plus a fixed seeded offset s_q·u, u ~ U[−½, ½) per weight, regenerated from the
-    module name (no memory): it starts at the GPTQ codes but, like an fp16 weight, anywhere inside its bin."""
+    qa_base: str = "auto"
+    """'fp16': W_base is the fp16 sparse weight (the paper's; needs the INT4 model's s_q, z); 'gptq': the INT4 base
+    dequantized on the fly (no fp16 copy, but it lies on the grid: no code moves until |L| > s_q/2); 'gptq-dither':
+    the INT4 base plus a fixed seeded offset s_q·u, u ~ U[−½, ½) per weight, regenerated from the module name (no
+    memory): it starts at the GPTQ codes and, like an fp16 weight, anywhere inside its bin. 'auto' (default):
+    fp16 when training on the fp16 sparse model, gptq-dither on an INT4 model — the order of the measured
+    held-out loss curves (README, benchmarks/qa_curves.py: fp16 < gptq-dither ≪ gptq)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -113,6 +116,12 @@ class AdaptConfig:
 
     def with_(self, **changes: Any) -> AdaptConfig:
         return replace(self, **changes)
+
+    def resolved_qa_base(self, int4_base: bool) -> AdaptConfig:
+        """`qa_base='auto'` made concrete for a base: 'gptq-dither' on an INT4 model, else 'fp16'."""
+        if not self.quantization_aware or self.qa_base != "auto":
+            return self
+        return self.with_(qa_base="gptq-dither" if int4_base else "fp16")
 
 
 @dataclass(frozen=True)

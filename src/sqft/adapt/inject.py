@@ -98,11 +98,13 @@ def inject_adapters(
     """Wrap every target linear in an `AdapterLinear`; freeze everything but the adapters. In place.
 
     `module_ranks` allocates fewer than r_max rows to some modules (an extracted sub-adapter); the scaling stays
-    α / r_max for all of them.
+    α / r_max for all of them. `qa_base='auto'` is resolved for this base (`AdaptConfig.resolved_qa_base`) and the
+    model keeps the concrete configuration, so a saved adapter records the base it was trained with.
     """
     if adapter_layers(model):
         raise SqftError("the model already has sqft adapters: load a fresh base model")
     targets = find_target_linears(model, cfg.targets)
+    cfg = cfg.resolved_qa_base(int4_base=any(is_quant_linear(b) for b in targets.values()))
     prefix = layers_path(model)
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sqft.adapt.config import QA_BASES
 from sqft.cli.common import add_model_args, add_output_args
 from sqft.data.tasks import TRAINING_FORMATS
 
@@ -91,11 +92,15 @@ def add_parser(subparsers) -> None:
     )
     a.add_argument(
         "--qa-base",
-        choices=["gptq", "fp16"],
-        default="gptq",
-        help="QA base weight: dequantized INT4 (gptq, default) or the fp16 sparse MODEL (fp16)",
+        choices=list(QA_BASES),
+        default="auto",
+        help="QA base weight: the fp16 sparse MODEL (fp16, with --qa-int4), the dequantized INT4 MODEL (gptq: "
+        "frozen until |L| > s_q/2), or INT4 plus a seeded in-bin offset (gptq-dither); auto (default): fp16 when "
+        "--qa-int4 is given, else gptq-dither",
     )
-    a.add_argument("--qa-int4", default=None, help="with --qa-base fp16: the INT4 model giving scales/zeros")
+    a.add_argument(
+        "--qa-int4", default=None, help="with --qa-base fp16 or auto: the INT4 model giving scales/zeros"
+    )
     t = p.add_argument_group("training")
     t.add_argument(
         "--lr", type=float, default=None, help="learning rate (default 3e-4; 1e-4 for sqft on INT4)"
