@@ -80,6 +80,9 @@ def test_scores_acc_and_acc_norm_agree_offline(model, tokenizer, mc_file, no_net
     )
     assert (theirs["acc"], theirs["acc_norm"], theirs["n"]) == (ours["acc"], ours["acc_norm"], ours["n"])
     assert ours["acc"] != ours["acc_norm"]  # the data tells the two metrics apart
+    # the same per-item outcomes on the same items (so the two scorers' results pair), and the same intervals
+    assert theirs["correct"] == ours["correct"] and theirs["items_sha256"] == ours["items_sha256"]
+    assert (theirs["acc_ci95"], theirs["acc_norm_ci95"]) == (ours["acc_ci95"], ours["acc_norm_ci95"])
     assert_same_scores(ours["scores"], theirs["scores"])
     # the check is sharp: a delimiter without its trailing space scores other tokens, and fails it
     shifted = evaluate_multiple_choice(
