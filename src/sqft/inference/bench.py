@@ -163,7 +163,6 @@ def _load(spec: BenchSpec, device: str) -> LoadedModel:
 
 def _peak_memory_run(spec: BenchSpec, cfg: BenchConfig) -> int:
     """In a fresh process: load the model, run once at the largest batch, return the peak memory."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     loaded = _load(spec, cfg.device)
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

@@ -80,7 +80,7 @@ def generate_reply(
             on_text(text)
 
     sampling = cfg.temperature > 0
-    kwargs = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if sampling else {}
+    sampling_kwargs = {"temperature": cfg.temperature, "top_p": cfg.top_p} if sampling else {}
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(cfg.seed)
     try:
@@ -93,7 +93,7 @@ def generate_reply(
             if tokenizer.pad_token_id is not None
             else tokenizer.eos_token_id,
             streamer=_Streamer(tokenizer, collect),
-            **{k: v for k, v in kwargs.items() if k != "do_sample"},
+            **sampling_kwargs,
         )
     finally:
         torch.random.set_rng_state(generator_state)
