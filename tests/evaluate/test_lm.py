@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sqft.evaluate.lm import encode_pair, greedy_generate, loglikelihoods
+from sqft.evaluate.lm import encode_pair, greedy_generate, loglikelihoods, shared_forward_groups
 from tests.evaluate.helpers import BigramLM, by_hand
 
 
@@ -67,3 +67,34 @@ def test_generation_batched_equals_unbatched_and_stops(model, tokenizer):
     stop = one[0][2:4]
     cut = greedy_generate(model, tokenizer, prompts[:1], max_new_tokens=8, stop=[stop], progress=False)
     assert cut == [one[0][: one[0].find(stop)]]
+
+
+def test_shared_forward_groups_join_only_last_token_variants():
+    enc = [
+        ([1, 2], [7, 8, 3]),
+        ([1, 2], [7, 8, 4]),
+        ([1, 2], [7, 9, 3]),
+        ([1, 5], [7, 8, 3]),
+        ([1, 2], [7, 8, 5]),
+    ]
+    assert shared_forward_groups(enc) == [[0, 1, 4], [2], [3]]
+
+
+def test_shared_forward_scores_equal_separate_sequences(model, tokenizer):
+    """Choices that differ only in their last token are scored from one sequence; each score is still the
+    hand sum of its own full forward, and the greedy flag belongs to each choice."""
+    ctx = "Question: which?\nAnswer:"
+    digits = [" the answer is 1", " the answer is 2", " the answer is 3"]
+    pairs = [(ctx, d) for d in digits] + [("Natalia sold", " 48 clips")]
+    encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
+    assert shared_forward_groups(encoded)[0] == [0, 1, 2]  # the tokenizer splits off the digit
+    got = loglikelihoods(model, tokenizer, pairs, batch_size=2, progress=False)
+    for (c_ids, x_ids), (ll, greedy) in zip(encoded, got, strict=True):
+        ids = torch.tensor([c_ids + x_ids])
+        with torch.no_grad():
+            logp = model(ids).logits[0].float().log_softmax(-1)
+        steps = range(len(c_ids), ids.shape[1])
+        hand = sum(logp[t - 1, ids[0, t]].item() for t in steps)
+        assert ll == pytest.approx(hand, abs=1e-4)
+        assert greedy == all(int(logp[t - 1].argmax()) == int(ids[0, t]) for t in steps)
+    assert len({round(ll, 6) for ll, _ in got[:3]}) == 3  # three different scores, not one copied

@@ -18,7 +18,15 @@ from tqdm.auto import tqdm
 from sqft.errors import SqftError
 from sqft.evaluate.extract import truncate_at_stop
 
-__all__ = ["model_device", "max_length", "logits_of", "encode_pair", "loglikelihoods", "greedy_generate"]
+__all__ = [
+    "model_device",
+    "max_length",
+    "logits_of",
+    "encode_pair",
+    "shared_forward_groups",
+    "loglikelihoods",
+    "greedy_generate",
+]
 
 
 def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
@@ -66,6 +74,16 @@ def encode_pair(
     return prefix + ctx, cont
 
 
+def shared_forward_groups(encoded: list[tuple[list[int], list[int]]]) -> list[list[int]]:
+    """Requests that one forward pass scores exactly: the same context tokens and continuations that are
+    equal but for their last token ("the answer is A" / "… B"). Each group is a list of request indices, in
+    order of first appearance; every other request is a group of its own."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (ctx, cont) in enumerate(encoded):
+        groups.setdefault((tuple(ctx), tuple(cont[:-1])), []).append(i)
+    return list(groups.values())
+
+
 @torch.no_grad()
 def loglikelihoods(
     model: nn.Module,
@@ -79,31 +97,32 @@ def loglikelihoods(
     """For each (context, continuation): (Σ log p(continuation tokens | context), whether it is the greedy one).
 
     Sequences longer than the model's context are cut on the left. Batches are formed longest first and
-    right-padded, so padding never precedes a scored token.
+    right-padded, so padding never precedes a scored token. Choices that differ only in their last token
+    (`shared_forward_groups`) share one sequence: log p of the shared tokens is read once and each choice adds
+    log p of its own last token at the final position, the same sums as separate sequences give.
     """
     dev, limit = model_device(model, device), max_length(model)
     encoded = [encode_pair(tokenizer, c, x, add_bos) for c, x in pairs]
-    order = sorted(range(len(encoded)), key=lambda i: -sum(map(len, encoded[i])))
+    groups = sorted(shared_forward_groups(encoded), key=lambda g: -sum(map(len, encoded[g[0]])))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
     bar = tqdm(total=len(encoded), desc="loglikelihood", disable=not progress)
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        seqs = [
-            (encoded[i][0] + encoded[i][1])[-(limit + 1) :][:-1] for i in idx
-        ]  # inputs: all but the last token
+    for b in range(0, len(groups), batch_size):
+        batch = groups[b : b + batch_size]
+        # inputs: all but the last token (that of the group's first member; the others differ only there)
+        seqs = [(encoded[g[0]][0] + encoded[g[0]][1])[-(limit + 1) :][:-1] for g in batch]
         T = max(map(len, seqs))
         ids = torch.tensor([s + [pad] * (T - len(s)) for s in seqs], device=dev)  # (B, T)
         mask = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in seqs], device=dev)  # (B, T)
         logits = logits_of(model, ids, mask)  # (B, T, V)
-        for row, i in enumerate(idx):
-            cont = encoded[i][1]
-            L = len(seqs[row])
-            logp = logits[row, L - len(cont) : L].float().log_softmax(-1)  # (n_cont, V)
-            target = torch.tensor(cont, device=dev)
-            score = logp.gather(-1, target[:, None]).sum().item()
-            results[i] = (score, bool((logp.argmax(-1) == target).all()))
-        bar.update(len(idx))
+        for row, group in enumerate(batch):
+            L, n_cont = len(seqs[row]), len(encoded[group[0]][1])
+            logp = logits[row, L - n_cont : L].float().log_softmax(-1)  # (n_cont, V)
+            for i in group:
+                target = torch.tensor(encoded[i][1], device=dev)  # (n_cont,)
+                score = logp.gather(-1, target[:, None]).sum().item()
+                results[i] = (score, bool((logp.argmax(-1) == target).all()))
+            bar.update(len(group))
     bar.close()
     return results
 

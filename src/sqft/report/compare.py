@@ -14,7 +14,7 @@ from sqft.errors import SqftError
 from sqft.evaluate.intervals import paired_difference
 from sqft.report.collect import ReportRow
 
-__all__ = ["Difference", "Comparison", "baseline_index", "compare_rows"]
+__all__ = ["Difference", "Comparison", "baseline_index", "compare_pair", "compare_rows"]
 
 
 @dataclass
@@ -59,21 +59,20 @@ def _difference(base: ReportRow, row: ReportRow, task: str, metric: str, n_resam
     return Difference(task, metric, paired, lo, hi)
 
 
+def compare_pair(base: ReportRow, row: ReportRow, n_resamples: int = 10_000, seed: int = 0) -> Comparison:
+    """One row against a baseline row, on the accuracy metrics both have (perplexity is left out)."""
+    diffs = [
+        _difference(base, row, task, metric, n_resamples, seed)
+        for task, metrics in row.tasks.items()
+        for metric in metrics
+        if metric != "perplexity" and metric in base.tasks.get(task, {})
+    ]
+    return Comparison(row.label, base.label, diffs)
+
+
 def compare_rows(
     rows: list[ReportRow], baseline: str | None = None, n_resamples: int = 10_000, seed: int = 0
 ) -> list[Comparison]:
-    """Every other row against the baseline row, on the accuracy metrics both have (perplexity is left out)."""
+    """Every other row against the baseline row (`compare_pair`)."""
     b = baseline_index(rows, baseline)
-    base = rows[b]
-    out = []
-    for i, row in enumerate(rows):
-        if i == b:
-            continue
-        diffs = [
-            _difference(base, row, task, metric, n_resamples, seed)
-            for task, metrics in row.tasks.items()
-            for metric in metrics
-            if metric != "perplexity" and metric in base.tasks.get(task, {})
-        ]
-        out.append(Comparison(row.label, base.label, diffs))
-    return out
+    return [compare_pair(rows[b], row, n_resamples, seed) for i, row in enumerate(rows) if i != b]

@@ -1,0 +1,234 @@
+"""The fidelity study: what the SQFT paper claims, on a real model, with 95% intervals and paired differences.
+
+SmolLM2-135M-Instruct (or --model), fine-tuned on a commonsense mix of the BoolQ, ARC-e, ARC-c and OBQA train
+sets (../shared/data/llm-adapters), scored on the same `--items` test items of each of ARC-e, BoolQ, PIQA and
+WinoGrande for every model (`fidelity_data.py`: accuracy in the training format, Wilson 95% intervals) and by
+held-out perplexity on the next `--ppl-items` test items of each. Parts, each resumable (the stages go through
+`sqft.pipeline`, so an interrupted part continues where it stopped, and parts share what they have in common):
+
+  sweep      dense; 30 / 50 / 70% Wanda without fine-tuning and with SparsePEFT, merged (the paper's Fig. 5)
+  pipelines  at 50%: LoRA on the dense model, Shears, SQFT (INT4 base), SQFT + SparsePEFT and
+             SQFT + QA-SparsePEFT, merged and unmerged, and sparse LoRA vs NLS at equal steps
+  search     the Shears NLS super-adapter: the median heuristic vs hill-climbing on held-out ARC-e train items
+
+Each part writes WORK/<part>.json and WORK/<part>.md (the rows with their intervals, the paired differences
+the paper claims, the command and wall time) and WORK/<part>.png.
+
+    python benchmarks/fidelity.py --part sweep --work runs/fidelity
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from fidelity_data import SHARED, StudyData, build_data
+
+PARTS = ("sweep", "pipelines", "search")
+SPARSITIES = (0.3, 0.5, 0.7)
+
+# part → the paired differences the paper claims: (what is claimed, baseline row, row)
+CLAIMS = {
+    "sweep": [
+        ("sparsity hurts", "dense", "{p}% sparse"),
+        ("fine-tuning recovers", "{p}% sparse", "{p}% sparse + SparsePEFT"),
+    ],
+    "pipelines": [
+        ("fine-tuning recovers", "50% sparse", "Shears"),
+        ("fine-tuning recovers", "50% sparse", "SQFT + SparsePEFT"),
+        ("fine-tuning recovers", "50% sparse INT4", "SQFT"),
+        ("fine-tuning recovers", "50% sparse INT4", "SQFT + QA-SparsePEFT"),
+        ("merged = unmerged", "SQFT + SparsePEFT (unmerged)", "SQFT + SparsePEFT"),
+        ("merged = unmerged", "SQFT + QA-SparsePEFT (unmerged)", "SQFT + QA-SparsePEFT"),
+        ("QA ≈ SparsePEFT", "SQFT + SparsePEFT", "SQFT + QA-SparsePEFT"),
+        ("NLS ≥ LoRA", "Shears with LoRA", "Shears"),
+    ],
+    "search": [("search ≥ median", "Shears, median", "Shears, hill-climbing")],
+}
+
+
+class Study:
+    """The shared model, data and settings, and the one way each model artifact is made and scored."""
+
+    def __init__(self, args: argparse.Namespace, model: str, data: StudyData):
+        self.args, self.model, self.data = args, model, data
+        self.work = Path(args.work)
+
+    def recipe(self, pipeline: str, sparsity: float = 0.5, adapter: str = "nls"):
+        from sqft.recipe import Recipe
+
+        a = self.args
+        adapt = {"adapter": adapter, "alpha": 64, "dropout": 0.0}
+        adapt.update({"ranks": [32, 24, 16], "r_max": 32} if adapter == "nls" else {"rank": 32})
+        calibration = {"n_samples": 32, "seq_len": 256, "seed": a.seed}
+        return Recipe(
+            name=f"fidelity-{pipeline}-{adapter}-{int(100 * sparsity)}",
+            model=self.model,
+            pipeline=pipeline,
+            device=a.device,
+            dtype=a.dtype,
+            sparsify={"method": "wanda", "sparsity": sparsity, "calibration": str(self.data.calibration)}
+            | calibration,
+            quantize={"method": "gptq", "bits": 4, "group_size": 64} | calibration,
+            finetune={
+                "data": {"source": str(self.data.train), "format": "commonsense"},
+                "adapter": adapt,
+                "train": {
+                    "max_steps": a.steps,
+                    "batch_size": a.batch_size,
+                    "micro_batch_size": a.batch_size,
+                    "learning_rate": a.lr,
+                    "warmup_steps": max(a.steps // 10, 1),
+                    "cutoff": a.cutoff,
+                    "seed": a.seed,
+                    "logging_steps": 10,
+                    "save_steps": 20,
+                },
+            },
+            evaluate=self.data.tasks,
+        ).validate()
+
+    def run(self, pipeline: str, sparsity: float = 0.5, adapter: str = "nls", until: str | None = None):
+        from sqft.pipeline import run_recipe
+
+        t0 = time.perf_counter()
+        st = run_recipe(self.recipe(pipeline, sparsity, adapter), self.work, quiet=True, until=until)
+        logging.info("%s %s %.0f%%: %.0f s", pipeline, adapter, 100 * sparsity, time.perf_counter() - t0)
+        return st
+
+    def evaluate(self, path: str, adapter: str | None = None) -> Path:
+        """The evaluation artifact of a model (plus an adapter), made once."""
+        from sqft.evaluate.api import TaskSpec
+        from sqft.pipeline import evaluate_section, evaluate_to_dir, stage_dir
+
+        out = stage_dir(self.work, "evaluate", evaluate_section(self.data.tasks, adapter), path)
+        if not (out / "sqft.json").is_file():
+            specs = {k: TaskSpec(**v) for k, v in self.data.tasks.items()}
+            evaluate_to_dir(path, specs, out, adapter, self.args.device, self.args.dtype, quiet=True)
+        return out
+
+    def unmerged(self, st) -> Path:
+        """The merged pipeline's adapter, not merged: its median sub-adapter on the base it was trained on."""
+        from sqft.cli import main as sqft
+
+        sub = self.work / f"sub-median-{Path(st.dirs['finetune']).name}"
+        if not sub.is_dir():
+            sqft(["extract", st.dirs["finetune"], "--config", "median", "--output", str(sub), "-q"])
+        return self.evaluate(st.adapter_base, str(sub))
+
+
+def sweep(study: Study) -> dict[str, Path]:
+    rows = {"dense": study.evaluate(study.model)}
+    for p in SPARSITIES:
+        st = study.run("sqft-sparsepeft", p)
+        rows[f"{round(100 * p)}% sparse"] = study.evaluate(st.dirs["sparsify"])
+        rows[f"{round(100 * p)}% sparse + SparsePEFT"] = Path(st.dirs["evaluate"])
+    return rows
+
+
+def pipelines(study: Study) -> dict[str, Path]:
+    rows = {"dense": study.evaluate(study.model)}
+    qa = study.run("sqft-qa-sparsepeft")
+    rows["50% sparse"] = study.evaluate(qa.dirs["sparsify"])
+    rows["50% sparse INT4"] = study.evaluate(qa.dirs["quantize"])
+    rows["LoRA (dense)"] = Path(study.run("lora", adapter="lora").dirs["evaluate"])
+    rows["Shears"] = Path(study.run("shears").dirs["evaluate"])
+    rows["Shears with LoRA"] = Path(study.run("shears", adapter="lora").dirs["evaluate"])
+    rows["SQFT"] = Path(study.run("sqft").dirs["evaluate"])
+    sp = study.run("sqft-sparsepeft")
+    rows["SQFT + SparsePEFT"] = Path(sp.dirs["evaluate"])
+    rows["SQFT + SparsePEFT (unmerged)"] = study.unmerged(sp)
+    rows["SQFT + QA-SparsePEFT"] = Path(qa.dirs["evaluate"])
+    rows["SQFT + QA-SparsePEFT (unmerged)"] = study.unmerged(qa)
+    return rows
+
+
+def search(study: Study) -> dict[str, Path]:
+    from sqft.cli import main as sqft
+
+    st = study.run("shears")
+    rows = {"50% sparse": study.evaluate(st.dirs["sparsify"]), "Shears, median": Path(st.dirs["evaluate"])}
+    out = study.work / f"search-hill-climbing-{Path(st.dirs['finetune']).name}"
+    if not out.is_dir():
+        sqft(
+            ["search", st.dirs["finetune"], "--base", st.dirs["sparsify"], "--strategy", "hill-climbing"]
+            + ["--validation", str(study.data.valid), "--metric", "accuracy", "--proxy-samples", "200"]
+            + ["--turns", "4", "--neighbours", "4", "--budget", "16", "--seed", str(study.args.seed)]
+            + ["--output", str(out), "-q"]
+        )
+    rows["Shears, hill-climbing"] = study.evaluate(st.dirs["sparsify"], str(out / "adapter"))
+    return rows
+
+
+def claims(part: str, rows: dict[str, Path]) -> list[tuple[str, str, str]]:
+    """The part's claims with the sweep's sparsity filled in, for the rows that exist."""
+    out = []
+    for claim, base, row in CLAIMS[part]:
+        for p in SPARSITIES if "{p}" in base + row else (None,):
+            b, r = (s.format(p=round(100 * p)) if p else s for s in (base, row))
+            if b in rows and r in rows:
+                out.append((claim, b, r))
+    return out
+
+
+def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, command: str) -> str:
+    from fidelity_report import claims_table, plot_part, rows_json, rows_table
+
+    from sqft.report.collect import collect_row
+
+    report_rows = [collect_row(path, label) for label, path in rows.items()]
+    table = rows_table(report_rows)
+    paired, comparisons = claims_table(report_rows, claims(part, rows))
+    png = plot_part(part, report_rows, study.work / f"{part}.png")
+    text = (
+        f"## fidelity: {part}\n\n`{command}` — {seconds / 60:.1f} min\n\n{table}\n\n"
+        f"Paired differences (percentage points, 95% paired bootstrap over items; perplexity has none):\n\n"
+        f"{paired}\n" + (f"\n![{part}]({png.name})\n" if png else "")
+    )
+    (study.work / f"{part}.md").write_text(text)
+    blob = {"part": part, "command": command, "seconds": seconds, "settings": vars(study.args)}
+    blob |= {"rows": rows_json(report_rows), "claims": comparisons}
+    (study.work / f"{part}.json").write_text(json.dumps(blob, indent=2, default=str) + "\n")
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", nargs="+", choices=PARTS + ("all",), default=["sweep"])
+    ap.add_argument("--model", default=None, help="default: SmolLM2-135M-Instruct (PyPI copy when offline)")
+    ap.add_argument("--work", default="runs/fidelity")
+    ap.add_argument("--per-task", type=int, default=600, help="training items per train set")
+    ap.add_argument("--items", type=int, default=500, help="accuracy items per test set")
+    ap.add_argument("--ppl-items", type=int, default=100, help="held-out perplexity items per test set")
+    ap.add_argument("--valid-items", type=int, default=200, help="held-out ARC-e train items for the search")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--cutoff", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if not (SHARED / "data/llm-adapters").is_dir():
+        print(f"skipped: {SHARED}/data not found")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from sqft.demo import DemoConfig, _model_path
+
+    work = Path(args.work)
+    data = build_data(work, args.per_task, args.items, args.ppl_items, args.valid_items, args.seed)
+    study = Study(args, _model_path(DemoConfig(model=args.model)), data)
+    command = "python " + " ".join(sys.argv)
+    for part in PARTS if "all" in args.part else args.part:
+        t0 = time.perf_counter()
+        rows = {"sweep": sweep, "pipelines": pipelines, "search": search}[part](study)
+        print(write_part(part, study, rows, time.perf_counter() - t0, command), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
