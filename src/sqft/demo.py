@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqft.devices import compute_dtype
 from sqft.errors import SqftError
 
 __all__ = ["DemoConfig", "run_demo", "gguf_lines"]
@@ -33,6 +34,9 @@ class DemoConfig:
     model: str | None = None  # None: SmolLM2-135M-Instruct
     output: str = "runs/demo"
     device: str = "cpu"
+    dtype: str = (
+        "auto"  # "auto": bf16 where its matrix products are native (sqft.devices.has_fast_bf16), else fp32
+    )
     n_train: int = 512
     n_test: int = 30
     max_steps: int = 20
@@ -81,6 +85,9 @@ def _write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     calib = data / "calibration.txt"
     calib.write_text("\n\n".join(f"Question: {p['question']}\nAnswer: {p['answer']}" for p in train))
     paths["calibration"] = calib
+    heldout = data / "test.txt"  # the test problems as text: held-out perplexity, a low-noise metric
+    heldout.write_text("\n\n".join(f"Question: {p['question']}\nAnswer: {p['answer']}" for p in test))
+    paths["heldout"] = heldout
     return paths
 
 
@@ -92,6 +99,7 @@ def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
         model=model,
         pipeline=pipeline,
         device=cfg.device,
+        dtype=compute_dtype(cfg.device, cfg.dtype),
         sparsify={
             "method": "wanda",
             "sparsity": cfg.sparsity,
@@ -140,7 +148,8 @@ def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]
             "n_shot": 0,
             "max_new_tokens": 72,
             "batch_size": 20,
-        }
+        },
+        "arithmetic-ppl": {"task": "perplexity", "data": str(paths["heldout"]), "seq_len": 256},
     }
 
 
@@ -173,6 +182,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], lis
     specs = {k: TaskSpec(**v) for k, v in _tasks(cfg, paths).items()}
     rows: list[tuple[str, Path]] = []
     states = {}
+    dtype = compute_dtype(cfg.device, cfg.dtype)
     for pipeline in PIPELINES:
         log.info("demo: pipeline %s", pipeline)
         states[pipeline] = run_recipe(_recipe(cfg, model, pipeline, paths), root, quiet=quiet)
@@ -180,7 +190,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], lis
     for label, path in baselines.items():
         out = stage_dir(root, "evaluate", evaluate_section(_tasks(cfg, paths), None), path)
         if not (out / "sqft.json").is_file():
-            evaluate_to_dir(path, specs, out, device=cfg.device, quiet=quiet)
+            evaluate_to_dir(path, specs, out, device=cfg.device, dtype=dtype, quiet=quiet)
         rows.append((label, out))
     labels = {
         "shears": "Shears (sparse + adapter)",

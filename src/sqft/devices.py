@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqft.errors import SqftError
 
-__all__ = ["DEVICE_TYPES", "check_device"]
+__all__ = ["DEVICE_TYPES", "check_device", "has_fast_bf16", "compute_dtype"]
 
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
@@ -45,3 +47,27 @@ def check_device(device: object, available: bool = True) -> str:
     if index and int(index) >= count:
         raise SqftError(f"device '{device}' does not exist: this machine has {count} {kind} device(s)")
     return device
+
+
+def has_fast_bf16(device: str, cpuinfo: str | None = None) -> bool:
+    """Whether bf16 matrix products run natively here: any CUDA device, or a CPU with AMX or AVX512-BF16
+    (on such a CPU a bf16 GEMM is several times faster than an fp32 one; without, bf16 is emulated and slower).
+    `cpuinfo`: the text of /proc/cpuinfo (read when None; a system without it counts as no)."""
+    if device.startswith("cuda"):
+        return True
+    if device != "cpu":
+        return False
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.is_file() else ""
+    flags = next(
+        (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
+    )
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def compute_dtype(device: str, dtype: str = "auto") -> str:
+    """`dtype` as given, or for "auto" the faster of bf16 and fp32 on `device` (`has_fast_bf16`)."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if has_fast_bf16(device) else "float32"

@@ -38,6 +38,14 @@ def bpe_llama(tokenizer, **kw):
     return tiny_llama(vocab=len(tokenizer), **kw)
 
 
+def save_bpe_llama(path):
+    """A tiny Llama and its byte-level BPE tokenizer saved to `path` (what a GGUF export needs); `path`."""
+    tok = bpe_tokenizer()
+    bpe_llama(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def int4_llama(
     tokenizer, group_size: int = 32, sym: bool = False, sparsity: float = 0.0, bits: int = 4, **kw
 ):

@@ -9,7 +9,7 @@ from sqft.artifacts import read_manifest
 from sqft.errors import SqftError
 from sqft.pipeline import run_recipe
 from sqft.recipe import load_recipe
-from tests.export.helpers import bpe_llama, bpe_tokenizer
+from tests.export.helpers import save_bpe_llama
 from tests.test_pipeline import _recipe
 
 pytest.importorskip("gguf")
@@ -17,11 +17,7 @@ pytest.importorskip("gguf")
 
 @pytest.fixture
 def bpe_model_dir(tmp_path):
-    tok = bpe_tokenizer()
-    d = tmp_path / "tiny-bpe"
-    bpe_llama(tok).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return save_bpe_llama(tmp_path / "tiny-bpe")
 
 
 def test_qa_pipeline_ends_with_a_gguf_of_the_merged_int4_model(tmp_path, bpe_model_dir):

@@ -36,7 +36,9 @@ def test_weight_bytes_count_every_storage_once():
     layer = next(m for m in model.modules() if hasattr(m, "qweight"))
     packed = PackedInt4Linear(layer, "cpu", torch.float32)
     G = layer.in_features // layer.group_size
-    assert weight_bytes(packed) == layer.out_features * layer.in_features // 2 + G * layer.out_features * 2 * 4
+    assert (
+        weight_bytes(packed) == layer.out_features * layer.in_features // 2 + G * layer.out_features * 2 * 4
+    )
 
 
 def test_bench_models_figures(model_dir, tmp_path):
@@ -48,7 +50,9 @@ def test_bench_models_figures(model_dir, tmp_path):
     fp32, bf16 = results
     assert (fp32["dtype"], bf16["dtype"]) == ("float32", "bfloat16")
     assert fp32["disk_bytes"] == dir_size_bytes(model_dir)
-    assert bf16["weight_bytes"] < 0.55 * fp32["weight_bytes"]  # every float halves; only rotary buffers stay fp32
+    assert (
+        bf16["weight_bytes"] < 0.55 * fp32["weight_bytes"]
+    )  # every float halves; only rotary buffers stay fp32
     for r in results:
         assert set(r["batches"]) == {"1", "2"}
         for b, f in r["batches"].items():

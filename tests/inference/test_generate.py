@@ -36,16 +36,26 @@ def test_sampling_is_seeded(model, tokenizer):
 
 
 def test_the_chat_template_is_used_when_the_tokenizer_has_one(tokenizer):
-    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "ok"}]
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+        {"role": "user", "content": "ok"},
+    ]
     plain = prompt_ids(tokenizer, msgs)
-    assert torch.equal(plain, tokenizer("User: hi\nAssistant: yo\nUser: ok\nAssistant:", return_tensors="pt").input_ids)
+    assert torch.equal(
+        plain, tokenizer("User: hi\nAssistant: yo\nUser: ok\nAssistant:", return_tensors="pt").input_ids
+    )
     tokenizer.chat_template = TEMPLATE
     templated = prompt_ids(tokenizer, msgs)
-    want = tokenizer("<user>hi<assistant>yo<user>ok<assistant>", add_special_tokens=False, return_tensors="pt")
+    want = tokenizer(
+        "<user>hi<assistant>yo<user>ok<assistant>", add_special_tokens=False, return_tensors="pt"
+    )
     assert torch.equal(templated, want.input_ids)
 
 
-@pytest.mark.parametrize("kw", [{"max_new_tokens": 0}, {"max_new_tokens": 2.5}, {"temperature": -1}, {"top_p": 0}])
+@pytest.mark.parametrize(
+    "kw", [{"max_new_tokens": 0}, {"max_new_tokens": 2.5}, {"temperature": -1}, {"top_p": 0}]
+)
 def test_bad_generate_config(kw):
     with pytest.raises(SqftError):
         GenerateConfig(**kw)
@@ -83,7 +93,12 @@ def _adapter(base_dir, out):
 
 def test_cli_base_plus_adapter(model_dir, tmp_path, capsys):
     adapter = _adapter(model_dir, tmp_path / "adapter")
-    assert main(["generate", str(model_dir), "--adapter", str(adapter), "--prompt", "ab", "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            ["generate", str(model_dir), "--adapter", str(adapter), "--prompt", "ab", "--max-new-tokens", "4"]
+        )
+        == 0
+    )
 
 
 def test_cli_bad_input_is_one_line(model_dir, tmp_path, capsys):

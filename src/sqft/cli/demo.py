@@ -18,6 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model to use instead of SmolLM2-135M-Instruct")
     p.add_argument("--output", "-o", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the same code runs on both)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="compute dtype (default auto: bf16 on a GPU or a CPU with native bf16 matrix products, else fp32)",
+    )
     p.add_argument("--steps", type=int, default=20, help="fine-tuning steps per pipeline (default 20)")
     p.add_argument("--train", type=int, default=512, help="synthetic training problems (default 512)")
     p.add_argument("--test", type=int, default=30, help="synthetic test problems (default 30)")
@@ -33,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         output=args.output,
         device=args.device,
+        dtype=args.dtype,
         max_steps=args.steps,
         n_train=args.train,
         n_test=args.test,

@@ -1,0 +1,55 @@
+"""`sqft demo` end to end on a tiny model: every row, accuracy with its n beside held-out perplexity, resume."""
+
+import math
+
+import pytest
+
+from sqft.demo import DemoConfig, run_demo
+from sqft.devices import compute_dtype, has_fast_bf16
+from sqft.report.collect import read_results
+from tests.export.helpers import save_bpe_llama
+
+pytest.importorskip("gguf")  # the demo ends with a GGUF export
+
+
+def _config(tmp_path) -> DemoConfig:
+    return DemoConfig(
+        model=str(save_bpe_llama(tmp_path / "tiny")),
+        output=str(tmp_path / "demo"),
+        dtype="float32",
+        n_train=16,
+        n_test=4,
+        max_steps=2,
+        batch_size=2,
+        micro_batch_size=2,
+        cutoff=64,
+        group_size=32,
+        calibration_samples=2,
+        calibration_seq_len=32,
+        speed=False,
+    )
+
+
+def test_demo_rows_metrics_and_resume(tmp_path):
+    cfg = _config(tmp_path)
+    table, rows, gguf = run_demo(cfg, quiet=True)
+    assert len(rows) == 5 and len(table.splitlines()) == 2 + 5
+    for path in rows:
+        results = read_results(path)
+        assert results["arithmetic"]["n"] == cfg.n_test
+        assert (
+            math.isfinite(results["arithmetic-ppl"]["perplexity"])
+            and results["arithmetic-ppl"]["perplexity"] > 1
+        )
+    assert gguf[0].startswith("GGUF")
+    again, rows_again, _ = run_demo(cfg, quiet=True)  # every stage is there: nothing re-runs, same figures
+    assert rows_again == rows and again == table
+
+
+def test_fast_bf16_from_cpu_flags():
+    assert has_fast_bf16("cpu", "flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    assert has_fast_bf16("cpu", "flags\t\t: fpu avx2 avx512_bf16\n")
+    assert not has_fast_bf16("cpu", "flags\t\t: fpu avx2 avx512f\n")
+    assert not has_fast_bf16("cpu", "")
+    assert has_fast_bf16("cuda") and not has_fast_bf16("mps")
+    assert compute_dtype("cpu", "float32") == "float32" and compute_dtype("cuda") == "bfloat16"
