@@ -188,7 +188,11 @@ def evaluate(
         with torch.inference_mode(), dequantized_weights(model):
             metrics = run_task(model, tokenizer, spec, device, progress, (data or {}).get(name))
         metrics["seconds"] = round(time.perf_counter() - t0, 3)
-        log.info("%s: %s", name, {k: v for k, v in metrics.items() if not isinstance(v, list)})
+        log.info(
+            "%s: %s",
+            name,
+            {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "items_sha256"},
+        )
         results[name] = metrics
     return results
 
