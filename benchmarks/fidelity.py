@@ -7,8 +7,8 @@ held-out perplexity on the next `--ppl-items` test items of each. Parts, each re
 `sqft.pipeline`, so an interrupted part continues where it stopped, and parts share what they have in common):
 
   sweep      dense; 30 / 50 / 70% Wanda without fine-tuning and with SparsePEFT, merged (the paper's Fig. 5)
-  pipelines  at 50%: LoRA on the dense model, Shears, SQFT (INT4 base), SQFT + SparsePEFT and
-             SQFT + QA-SparsePEFT, merged and unmerged, and sparse LoRA vs NLS at equal steps
+  pipelines  at 50%: Shears, SQFT + SparsePEFT and SQFT + QA-SparsePEFT, merged and unmerged
+  adapters   at 50%: LoRA on the dense model, SQFT (LoRA on the INT4 base), and sparse LoRA vs NLS at equal steps
   search     the Shears NLS super-adapter: the median heuristic vs hill-climbing on held-out ARC-e train items
 
 Each part writes WORK/<part>.json and WORK/<part>.md (the rows with their intervals, the paired differences
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fidelity_data import SHARED, StudyData, build_data
 
-PARTS = ("sweep", "pipelines", "search")
+PARTS = ("sweep", "pipelines", "adapters", "search")
 SPARSITIES = (0.3, 0.5, 0.7)
 
 # part → the paired differences the paper claims: (what is claimed, baseline row, row)
@@ -38,13 +38,16 @@ CLAIMS = {
         ("fine-tuning recovers", "{p}% sparse", "{p}% sparse + SparsePEFT"),
     ],
     "pipelines": [
+        ("sparsity hurts", "dense", "50% sparse"),
         ("fine-tuning recovers", "50% sparse", "Shears"),
         ("fine-tuning recovers", "50% sparse", "SQFT + SparsePEFT"),
-        ("fine-tuning recovers", "50% sparse INT4", "SQFT"),
         ("fine-tuning recovers", "50% sparse INT4", "SQFT + QA-SparsePEFT"),
         ("merged = unmerged", "SQFT + SparsePEFT (unmerged)", "SQFT + SparsePEFT"),
         ("merged = unmerged", "SQFT + QA-SparsePEFT (unmerged)", "SQFT + QA-SparsePEFT"),
         ("QA ≈ SparsePEFT", "SQFT + SparsePEFT", "SQFT + QA-SparsePEFT"),
+    ],
+    "adapters": [
+        ("fine-tuning recovers", "50% sparse INT4", "SQFT"),
         ("NLS ≥ LoRA", "Shears with LoRA", "Shears"),
     ],
     "search": [("search ≥ median", "Shears, median", "Shears, hill-climbing")],
@@ -63,7 +66,7 @@ class Study:
 
         a = self.args
         adapt = {"adapter": adapter, "alpha": 64, "dropout": 0.0}
-        adapt.update({"ranks": [32, 24, 16], "r_max": 32} if adapter == "nls" else {"rank": 32})
+        adapt.update({"ranks": [32, 24, 16] if adapter == "nls" else [32], "r_max": 32})
         calibration = {"n_samples": 32, "seq_len": 256, "seed": a.seed}
         return Recipe(
             name=f"fidelity-{pipeline}-{adapter}-{int(100 * sparsity)}",
@@ -73,7 +76,7 @@ class Study:
             dtype=a.dtype,
             sparsify={"method": "wanda", "sparsity": sparsity, "calibration": str(self.data.calibration)}
             | calibration,
-            quantize={"method": "gptq", "bits": 4, "group_size": 64} | calibration,
+            quantize={"method": "gptq", "bits": 4, "group_size": a.group_size} | calibration,
             finetune={
                 "data": {"source": str(self.data.train), "format": "commonsense"},
                 "adapter": adapt,
@@ -135,15 +138,23 @@ def pipelines(study: Study) -> dict[str, Path]:
     qa = study.run("sqft-qa-sparsepeft")
     rows["50% sparse"] = study.evaluate(qa.dirs["sparsify"])
     rows["50% sparse INT4"] = study.evaluate(qa.dirs["quantize"])
-    rows["LoRA (dense)"] = Path(study.run("lora", adapter="lora").dirs["evaluate"])
     rows["Shears"] = Path(study.run("shears").dirs["evaluate"])
-    rows["Shears with LoRA"] = Path(study.run("shears", adapter="lora").dirs["evaluate"])
-    rows["SQFT"] = Path(study.run("sqft").dirs["evaluate"])
     sp = study.run("sqft-sparsepeft")
     rows["SQFT + SparsePEFT"] = Path(sp.dirs["evaluate"])
     rows["SQFT + SparsePEFT (unmerged)"] = study.unmerged(sp)
     rows["SQFT + QA-SparsePEFT"] = Path(qa.dirs["evaluate"])
     rows["SQFT + QA-SparsePEFT (unmerged)"] = study.unmerged(qa)
+    return rows
+
+
+def adapters(study: Study) -> dict[str, Path]:
+    rows = {"dense": study.evaluate(study.model)}
+    rows["LoRA (dense)"] = Path(study.run("lora", adapter="lora").dirs["evaluate"])
+    sqft = study.run("sqft")
+    rows["50% sparse INT4"] = study.evaluate(sqft.dirs["quantize"])
+    rows["SQFT"] = Path(sqft.dirs["evaluate"])
+    rows["Shears"] = Path(study.run("shears").dirs["evaluate"])
+    rows["Shears with LoRA"] = Path(study.run("shears", adapter="lora").dirs["evaluate"])
     return rows
 
 
@@ -209,14 +220,18 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--cutoff", type=int, default=256)
+    ap.add_argument("--group-size", type=int, default=64, help="GPTQ group (SmolLM2: 576 = 9·64)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--dtype", default="auto", help="auto: bf16 where its matmuls are native, else fp32")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not (SHARED / "data/llm-adapters").is_dir():
         print(f"skipped: {SHARED}/data not found")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from sqft.devices import compute_dtype
+
+    args.dtype = compute_dtype(args.device, args.dtype)  # auto: bf16 where native (AMX here: ~2.5× faster)
     from sqft.demo import DemoConfig, _model_path
 
     work = Path(args.work)
@@ -225,7 +240,7 @@ def main() -> int:
     command = "python " + " ".join(sys.argv)
     for part in PARTS if "all" in args.part else args.part:
         t0 = time.perf_counter()
-        rows = {"sweep": sweep, "pipelines": pipelines, "search": search}[part](study)
+        rows = {"sweep": sweep, "pipelines": pipelines, "adapters": adapters, "search": search}[part](study)
         print(write_part(part, study, rows, time.perf_counter() - t0, command), flush=True)
     return 0
 
