@@ -187,7 +187,15 @@ def claims(part: str, rows: dict[str, Path]) -> list[tuple[str, str, str]]:
 
 
 def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, command: str) -> str:
-    from fidelity_report import claims_table, plot_part, rows_json, rows_table
+    from fidelity_report import (
+        claims_table,
+        curves_table,
+        loss_curves,
+        plot_curves,
+        plot_part,
+        rows_json,
+        rows_table,
+    )
 
     from sqft.report.collect import collect_row
 
@@ -200,9 +208,14 @@ def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, c
         f"Paired differences (percentage points, 95% paired bootstrap over items; perplexity has none):\n\n"
         f"{paired}\n" + (f"\n![{part}]({png.name})\n" if png else "")
     )
+    curves = loss_curves(rows)
+    if curves:
+        loss_png = plot_curves(curves, study.work / f"{part}-loss.png")
+        text += f"\nTraining loss (logged every 10 steps):\n\n{curves_table(curves)}\n"
+        text += f"\n![{part} loss]({loss_png.name})\n" if loss_png else ""
     (study.work / f"{part}.md").write_text(text)
     blob = {"part": part, "command": command, "seconds": seconds, "settings": vars(study.args)}
-    blob |= {"rows": rows_json(report_rows), "claims": comparisons}
+    blob |= {"rows": rows_json(report_rows), "claims": comparisons, "loss_curves": curves}
     (study.work / f"{part}.json").write_text(json.dumps(blob, indent=2, default=str) + "\n")
     return text
 

@@ -121,3 +121,47 @@ def rows_table(rows: list[ReportRow]) -> str:
         cells += [f"{p:.2f}" if (p := _ppl(r, t)) else "–" for t in TESTS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def loss_curves(paths: dict[str, Path]) -> dict[str, list[list[float]]]:
+    """Per fine-tuned row: the training loss logged every few steps ([step, loss] pairs), read from the
+    finetune artifact in its lineage."""
+    from sqft.report.collect import lineage
+
+    curves = {}
+    for label, path in paths.items():
+        tuned = next((a for a in lineage(path) if a.stage == "finetune"), None)
+        if tuned is not None and tuned.figures.get("loss_curve"):
+            curves[label] = tuned.figures["loss_curve"]
+    return curves
+
+
+def curves_table(curves: dict[str, list[list[float]]]) -> str:
+    """Training loss by step, one column per fine-tuned model (rows sharing one fine-tuning show once)."""
+    unique: dict[str, list[list[float]]] = {}
+    for label, curve in curves.items():
+        if curve not in unique.values():
+            unique[label] = curve
+    steps = sorted({int(s) for c in unique.values() for s, _ in c})
+    lines = ["| step | " + " | ".join(unique) + " |", "| --: |" + " --: |" * len(unique)]
+    for step in steps:
+        cells = [next((f"{v:.3f}" for s, v in c if int(s) == step), "–") for c in unique.values()]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, list[list[float]]], path: Path) -> Path | None:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for label, curve in curves.items():
+        ax.plot([s for s, _ in curve], [v for _, v in curve], marker=".", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=110)
+    return path
