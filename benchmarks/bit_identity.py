@@ -19,9 +19,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from sqft.data.synthetic import generate_splits, write_jsonl
-from sqft.modeling import load_model
 from sqft.pipeline import run_recipe
 from sqft.recipe import load_recipe
+
+try:
+    from sqft.loading import load_model  # dense and INT4 alike
+except ImportError:  # a tree from before sqft.loading, where sqft.modeling loaded INT4 too
+    from sqft.modeling import load_model
 
 PIPELINES = ("sqft-sparsepeft", "sqft-qa-sparsepeft")
 CORPUS = (

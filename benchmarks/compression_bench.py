@@ -45,7 +45,8 @@ def main() -> int:
         return 0
     from sqft.calibration import calibration_windows
     from sqft.evaluate.perplexity import evaluate_perplexity
-    from sqft.modeling import find_target_linears, load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
+    from sqft.modeling import find_target_linears
     from sqft.quantize.api import QuantizeConfig, quantize
     from sqft.sparsify import SparsifyConfig, sparsify, sparsity_report
 

@@ -130,7 +130,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def run(args: argparse.Namespace) -> dict:
     from sqft.export.gguf import write_gguf
     from sqft.export.inputs import export_inputs
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
     from sqft.quantize.api import QuantizeConfig, quantize
 
     work = Path(tempfile.mkdtemp(prefix="sqft-export-bench-"))

@@ -105,14 +105,9 @@ class Study:
 
     def evaluate(self, path: str, adapter: str | None = None) -> Path:
         """The evaluation artifact of a model (plus an adapter), made once."""
-        from sqft.evaluate.api import TaskSpec
-        from sqft.pipeline import evaluate_section, evaluate_to_dir, stage_dir
+        from sqft.pipeline import evaluate_once
 
-        out = stage_dir(self.work, "evaluate", evaluate_section(self.data.tasks, adapter), path)
-        if not (out / "sqft.json").is_file():
-            specs = {k: TaskSpec(**v) for k, v in self.data.tasks.items()}
-            evaluate_to_dir(path, specs, out, adapter, self.args.device, self.args.dtype, quiet=True)
-        return out
+        return evaluate_once(self.work, path, self.data.tasks, adapter, self.args.device, self.args.dtype, True)
 
     def unmerged(self, st) -> Path:
         """The merged pipeline's adapter, not merged: its median sub-adapter on the base it was trained on."""

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         print(f"skipped: {data} is absent (the shared data is needed)")
         return 0
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
     from sqft.modeling.smollm2 import smollm2_path
 
     source = args.model or smollm2_path()

@@ -68,7 +68,7 @@ def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: in
     from sqft.adapt.layer import is_quant_linear
     from sqft.adapt.train import finetune
     from sqft.data import load_training_examples, pad_collate
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
     from sqft.recipe import build
 
     pipeline, base, overrides = VARIANTS[name]

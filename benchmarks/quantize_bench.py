@@ -108,7 +108,7 @@ def _ppl(model, windows: torch.Tensor) -> float:
 def _data(src: Path, n_samples: int, seq_len: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per domain: (calibration windows, held-out evaluation windows)."""
     from sqft.calibration import calibration_windows
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
 
     tok = load_tokenizer(src)
     base = load_model(src, dtype="float32")
@@ -126,7 +126,7 @@ def _data(src: Path, n_samples: int, seq_len: int) -> dict[str, tuple[torch.Tens
 
 def bench_model(group_sizes: list[int], n_samples: int = 64, seq_len: int = 256) -> list[dict]:
     from sqft.artifacts import Stopwatch
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
     from sqft.quantize import QuantizeConfig, quantize
     from sqft.sparsify import SparsifyConfig, sparsify
 

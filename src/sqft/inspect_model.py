@@ -9,15 +9,14 @@ from typing import Any
 from sqft.artifacts import dir_size_bytes, read_manifest
 from sqft.errors import SqftError
 from sqft.files import read_json_file
+from sqft.loading import load_model
+from sqft.sparsify.api import sparsity_report
 
 __all__ = ["inspect_artifact", "format_inspection"]
 
 
 def inspect_artifact(directory: str | os.PathLike) -> dict[str, Any]:
     """Summary of a model directory (dense, sparse or INT4), counting zeros of dequantized weights."""
-    from sqft.modeling.io import load_model
-    from sqft.sparsify.api import sparsity_report
-
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise SqftError(f"'{d}' is not a model directory (no config.json)")

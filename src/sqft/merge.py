@@ -18,11 +18,15 @@ from torch import nn
 from sqft.adapt.inject import adapter_config_of, adapter_layers
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
 from sqft.errors import SqftError
+from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
+from sqft.quantize.format import replace_module
 
 __all__ = [
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
     "check_mergeable",
+    "dense_target_linears",
+    "take_int4_layers",
     "merge_adapters",
     "merge_layer",
     "report_figures",
@@ -165,3 +169,19 @@ def report_figures(report: MergeReport) -> dict[str, Any]:
         "probe_max_abs_logit_diff": report.probe_max_abs_logit_diff,
         "checks": report.checks,
     }
+
+
+def dense_target_linears(model: nn.Module) -> list[str]:
+    """Decoder target linears still dense after a QA merge (they carried no adapter: o_proj, gate_proj, ...)."""
+    return [n for n, m in find_target_linears(model, DEFAULT_TARGETS).items() if isinstance(m, nn.Linear)]
+
+
+def take_int4_layers(model: nn.Module, names: list[str], int4: nn.Module, where: str) -> None:
+    """Replace the linears `names` by the INT4 model's layers of the same name (`where`: for the message)."""
+    for name in names:
+        layer = int4.get_submodule(name)
+        if not is_quant_linear(layer):
+            raise SqftError(
+                f"'{where}' has no INT4 layer '{name}': pass the INT4 model the adapter was trained with"
+            )
+        replace_module(model, name, layer)

@@ -17,12 +17,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.export import read_elastic_config
 from sqft.artifacts import MANIFEST
+from sqft.data import load_training_examples
 from sqft.errors import SqftError
+from sqft.evaluate.api import TaskSpec
+from sqft.export.api import ExportConfig
+from sqft.preflight import check_recipe_inputs
+from sqft.quantize.api import QuantizeConfig
 from sqft.recipe import Recipe, build
-from sqft.stage import StageIO
+from sqft.sparsify.api import SparsifyConfig
+from sqft.stages import (
+    EvaluateOptions,
+    StageIO,
+    run_evaluate,
+    run_export,
+    run_extract,
+    run_finetune,
+    run_merge,
+    run_quantize,
+    run_sparsify,
+)
 
-__all__ = ["PipelineState", "evaluate_to_dir", "run_recipe", "stage_dir"]
+__all__ = ["PipelineState", "evaluate_once", "evaluate_section", "run_recipe", "stage_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +79,6 @@ def _complete(d: Path) -> bool:
 
 
 def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.sparsify.api import SparsifyConfig, sparsify_model
-
     sec = dict(recipe.sparsify or {})
     cfg = build(
         SparsifyConfig, {k: v for k, v in sec.items() if k not in ("calibration", "text_field")}, "sparsify"
@@ -76,32 +92,26 @@ def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
         dtype=recipe.dtype,
         quiet=quiet,
     )
-    sparsify_model(io, cfg)
+    run_sparsify(io, cfg)
 
 
 def _quantize(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.quantize.api import QuantizeConfig, quantize_model
-
     sec = dict(recipe.quantize or {})
     calib = sec.pop("calibration", None) or (recipe.sparsify or {}).get("calibration")
     field_ = sec.pop("text_field", None) or (recipe.sparsify or {}).get("text_field", "text")
     cfg = build(QuantizeConfig, sec, "quantize")
     cfg.device = recipe.device
-    quantize_model(StageIO(st.current, str(out), calib, field_, dtype=recipe.dtype, quiet=quiet), cfg)
+    run_quantize(StageIO(st.current, str(out), calib, field_, dtype=recipe.dtype, quiet=quiet), cfg)
 
 
 def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.adapt.api import finetune_to_dir
-    from sqft.adapt.config import AdaptConfig, TrainConfig
-    from sqft.data import load_training_examples
-
     adapt = build(AdaptConfig, recipe.adapt_section(), "finetune.adapter")
     train = build(TrainConfig, recipe.finetune.get("train"), "finetune.train")
     data = dict(recipe.finetune["data"])
     examples = load_training_examples(data.pop("source"), data.pop("format", "auto"), **data)
     qa_fp16 = _qa_fp16(recipe)  # auto: the sparse parent is always there, so the paper's fp16 base
     base = st.sparse if qa_fp16 else st.current
-    finetune_to_dir(
+    run_finetune(
         base,
         examples,
         adapt,
@@ -122,25 +132,19 @@ def _qa_fp16(recipe: Recipe) -> bool:
 
 def _trained_on_fp16(adapter: str) -> bool:
     """Whether a finished adapter was trained with qa_base=fp16 (its saved configuration says)."""
-    from sqft.adapt.export import read_elastic_config
-
     cfg = read_elastic_config(adapter)["adapt_config"]
     return bool(cfg.get("quantization_aware")) and cfg.get("qa_base") == "fp16"
 
 
 def _extract(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.adapt.api import extract_to_dir
-
-    extract_to_dir(st.adapter, recipe.extract.get("config", "median"), out)
+    run_extract(st.adapter, recipe.extract.get("config", "median"), out)
 
 
 def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.adapt.api import merge_to_dir
-
     adapt = recipe.adapt_section()
     elastic = adapt.get("adapter", "nls") == "nls"
     qa_fp16 = _trained_on_fp16(st.adapter)
-    merge_to_dir(
+    run_merge(
         st.adapter_base,
         st.adapter,
         out,
@@ -152,57 +156,13 @@ def _merge(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
 
 
 def _export(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.export.api import ExportConfig, export_to_dir
-
-    export_to_dir(st.current, out, build(ExportConfig, recipe.export, "export"))
-
-
-def evaluate_to_dir(
-    model_path: str,
-    specs: dict[str, Any],
-    out: Path,
-    adapter: str | None = None,
-    device: str = "cpu",
-    dtype: str = "auto",
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Evaluate a model artifact (plus an optional adapter) and write `results.json` as an artifact of its own."""
-    from sqft.artifacts import atomic_output, check_output, check_writable, write_manifest
-    from sqft.evaluate.api import evaluate
-    from sqft.modeling import load_model, load_tokenizer
-
-    check_writable(check_output(out, inputs=[model_path, adapter]))
-    provenance = None
-    if adapter is not None:
-        from sqft.adapt.export import read_elastic_config
-        from sqft.adapt.provenance import check_base
-
-        provenance = check_base(read_elastic_config(adapter), adapter, model_path)
-    model = load_model(model_path, dtype=dtype, device=device)
-    tokenizer = load_tokenizer(model_path)
-    parent = model_path
-    if adapter is not None:
-        from sqft.adapt import load_adapter
-
-        model, parent = load_adapter(model, adapter), adapter
-    results = evaluate(model, tokenizer, specs, device=device, progress=not quiet)
-    with atomic_output(out, inputs=[model_path, adapter]) as tmp:
-        (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_manifest(
-            tmp,
-            "evaluate",
-            {"tasks": specs, "model": model_path, "adapter": adapter},
-            parent,
-            {"results": results, "provenance": provenance},
-        )
-    return results
+    run_export(st.current, out, build(ExportConfig, recipe.export, "export"))
 
 
 def _evaluate(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
-    from sqft.evaluate.api import TaskSpec
-
     specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in recipe.evaluate.items()}
-    st.results = evaluate_to_dir(st.current, specs, out, st.final_adapter, recipe.device, recipe.dtype, quiet)
+    opts = EvaluateOptions(adapter=st.final_adapter, device=recipe.device, dtype=recipe.dtype, quiet=quiet)
+    st.results = run_evaluate(st.current, specs, out, opts).results
 
 
 _RUNNERS = {
@@ -260,6 +220,25 @@ def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, An
     return {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
 
 
+def evaluate_once(
+    root: str | os.PathLike,
+    model: str,
+    tasks: dict[str, Any],
+    adapter: str | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    quiet: bool = False,
+) -> Path:
+    """The evaluation artifact of `model` (plus `adapter`) on `tasks` (recipe-style dicts) under `root`, made
+    once: cached in the directory a pipeline's own evaluate stage would use (`stage_dir`)."""
+    out = stage_dir(Path(root), "evaluate", evaluate_section(tasks, adapter), model)
+    if not _complete(out):
+        specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in tasks.items()}
+        opts = EvaluateOptions(adapter=adapter, device=device, dtype=dtype, quiet=quiet)
+        run_evaluate(model, specs, out, opts)
+    return out
+
+
 def run_recipe(
     recipe: Recipe, root: str | os.PathLike, quiet: bool = False, until: str | None = None
 ) -> PipelineState:
@@ -268,8 +247,6 @@ def run_recipe(
     Every input the recipe names is checked first (`sqft.preflight`), so a bad file fails before any stage.
     `until`: stop after that stage (e.g. 'quantize': the sparse and INT4 models a benchmark shares).
     """
-    from sqft.preflight import check_recipe_inputs
-
     root = Path(root)
     if until is not None and until not in recipe.stages:
         raise SqftError(

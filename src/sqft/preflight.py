@@ -15,11 +15,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sqft.adapt.config import TrainConfig
 from sqft.artifacts import check_writable
+from sqft.calibration import calibration_windows, load_texts
+from sqft.data import build_training_dataset, load_training_examples
 from sqft.devices import check_device
 from sqft.errors import SqftError
+from sqft.evaluate.api import TaskSpec, load_task_data
 from sqft.files import read_json_file
+from sqft.modeling.io import config_dict, load_tokenizer, resolve_source
+from sqft.quantize.api import QuantizeConfig
 from sqft.recipe import Recipe, build
+from sqft.sparsify.api import SparsifyConfig
 
 __all__ = ["check_recipe_inputs", "is_local"]
 
@@ -43,21 +50,15 @@ def _check_root(root: Path) -> None:
 
 def _model(recipe: Recipe, notes: list[str]) -> tuple[Any, int | None]:
     """The tokenizer and max positions of a local model (None for a hub id, noted)."""
-    from sqft.modeling.io import _config_dict, load_tokenizer, resolve_source
-
     if not is_local(recipe.model):
         notes.append(f"model '{recipe.model}' is a hub id: it is fetched when the first stage runs")
         return None, None
     where, gguf = resolve_source(recipe.model)
-    max_pos = None if gguf else (_config_dict(where) or {}).get("max_position_embeddings")
+    max_pos = None if gguf else (config_dict(where) or {}).get("max_position_embeddings")
     return load_tokenizer(recipe.model), max_pos
 
 
 def _calibration(recipe: Recipe, tokenizer: Any, max_pos: int | None, notes: list[str]) -> None:
-    from sqft.calibration import calibration_windows, load_texts
-    from sqft.quantize.api import QuantizeConfig
-    from sqft.sparsify.api import SparsifyConfig
-
     first = recipe.sparsify or {}
     for stage, cls in (("sparsify", SparsifyConfig), ("quantize", QuantizeConfig)):
         if stage not in recipe.stages:
@@ -80,9 +81,6 @@ def _calibration(recipe: Recipe, tokenizer: Any, max_pos: int | None, notes: lis
 
 
 def _training_data(recipe: Recipe, tokenizer: Any, notes: list[str]) -> None:
-    from sqft.adapt.config import TrainConfig
-    from sqft.data import build_training_dataset, load_training_examples
-
     data = dict(recipe.finetune["data"])
     source = data.pop("source")
     if not is_local(source):
@@ -95,8 +93,6 @@ def _training_data(recipe: Recipe, tokenizer: Any, notes: list[str]) -> None:
 
 
 def _extract_and_evaluate(recipe: Recipe, notes: list[str]) -> None:
-    from sqft.evaluate.api import TaskSpec, load_task_data
-
     spec = recipe.extract.get("config", "median")
     if spec.endswith(".json"):
         if not Path(spec).is_file():

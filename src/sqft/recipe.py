@@ -29,9 +29,14 @@ from typing import Any
 
 import yaml
 
+from sqft.adapt.config import PIPELINES, AdaptConfig, TrainConfig
 from sqft.devices import check_device
 from sqft.errors import SqftError
+from sqft.evaluate.api import TaskSpec
+from sqft.export.api import ExportConfig
 from sqft.files import read_text_file
+from sqft.quantize.api import QuantizeConfig
+from sqft.sparsify.api import SparsifyConfig
 from sqft.typecheck import check_field_types
 
 __all__ = ["PIPELINE_STAGES", "Recipe", "load_recipe", "build"]
@@ -137,11 +142,6 @@ class Recipe:
 
     def validate(self) -> Recipe:
         """Check every section against its stage config (a typo anywhere fails before any work)."""
-        from sqft.adapt.config import AdaptConfig, TrainConfig
-        from sqft.evaluate.api import TaskSpec
-        from sqft.quantize.api import QuantizeConfig
-        from sqft.sparsify.api import SparsifyConfig
-
         try:
             check_field_types(self)
         except SqftError as e:
@@ -177,8 +177,6 @@ class Recipe:
         return self
 
     def _validate_export(self) -> None:
-        from sqft.export.api import ExportConfig
-
         if self.export is None:
             return
         if "merge" not in PIPELINE_STAGES[self.pipeline]:
@@ -190,8 +188,6 @@ class Recipe:
 
     def adapt_section(self) -> dict[str, Any]:
         """The adapter section with the pipeline's SparsePEFT / QA switches filled in."""
-        from sqft.adapt.config import PIPELINES
-
         sparse, qa = PIPELINES[self.pipeline]
         section = mapping(self.finetune.get("adapter"), "finetune.adapter")
         for key in ("sparse_adapter", "quantization_aware"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sqft.cli import main
-from sqft.modeling import load_model
+from sqft.loading import load_model
 from sqft.quantize.format import save_gptq_model
 from tests.adapt.helpers import sparse_int4_model, sparse_model, tokens
 from tests.conftest import CORPUS, char_tokenizer

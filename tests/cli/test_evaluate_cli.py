@@ -97,7 +97,7 @@ def test_adapter_is_applied(model_dir, tmp_path):
 
     from sqft.adapt import AdaptConfig, adapter_layers, inject_adapters, save_adapter
     from sqft.evaluate import evaluate_perplexity
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
 
     model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     base_ppl = evaluate_perplexity(model, tokenizer, [CORPUS[:300]], seq_len=64, progress=False)["perplexity"]

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from sqft.cli import main
-from sqft.modeling import load_model
+from sqft.loading import load_model
 from sqft.quantize import QuantLinear
 from tests.cli.helpers import run_calibrated_stage
 

@@ -47,7 +47,7 @@ def test_export_gguf_loads_back_in_sqft(int4_dir):
     """sqft reads GGUF too: the export is a model sqft (through transformers) evaluates like any other."""
     import torch
 
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
 
     out = int4_dir.parent / "g"
     assert main(["export", str(int4_dir), "-o", str(out), "--float-type", "f32", "-q"]) == 0

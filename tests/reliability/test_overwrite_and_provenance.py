@@ -113,7 +113,7 @@ def test_extract_refuses_a_configuration_searched_on_another_adapter(env, tmp_pa
 
 
 def test_a_resume_with_other_settings_is_refused_naming_them(env, tmp_path, capsys, monkeypatch):
-    import sqft.adapt.api as api
+    import sqft.stages.finetune as api
 
     argv = ["finetune", str(env.sparse), "--data", str(env.train), "-o", str(tmp_path / "out")]
     argv += FAST_FINETUNE + ["--save-steps", "1"]

@@ -37,7 +37,7 @@ def test_measure_model_directory(model_dir):
 
 def test_adapter_artifact_is_timed_on_its_base(model_dir, tmp_path):
     from sqft.adapt import AdaptConfig, inject_adapters, save_adapter
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
 
     m = load_model(model_dir)
     inject_adapters(m, AdaptConfig(adapter="lora", r_max=4, alpha=8.0))

@@ -2,15 +2,11 @@ import json
 import math
 
 import pytest
-import torch
 
-from sqft.data import MCExample, TrainingExample
 from sqft.errors import SqftError
 from sqft.search.api import (
     SearchConfig,
     choose_configuration,
-    make_score_fn,
-    mean_token_loss,
     write_search_outputs,
 )
 from sqft.search.hill_climbing import HillClimbingConfig, hill_climb
@@ -22,36 +18,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def space():
     return SearchSpace({f"model.layers.{i}.self_attn": [32, 24, 16] for i in range(2)})
-
-
-def test_mean_token_loss_is_the_models_own_loss(model, tokenizer):
-    ex = TrainingExample("Question: 2+2?\nAnswer:", " 4")
-    ids = tokenizer(ex.text, return_tensors="pt")["input_ids"]
-    ids = torch.cat([ids, torch.tensor([[tokenizer.eos_token_id]])], dim=1)
-    with torch.no_grad():
-        want = model(input_ids=ids, labels=ids).loss.item()
-    assert mean_token_loss(model, tokenizer, [ex]) == pytest.approx(want, rel=1e-5)
-
-
-def test_mean_token_loss_is_token_weighted_across_batches(model, tokenizer):
-    exs = [
-        TrainingExample("Q: a\nA:", " b"),
-        TrainingExample("Question: a longer one?\nAnswer:", " yes it is"),
-    ]
-    one = mean_token_loss(model, tokenizer, exs, batch_size=1)
-    assert mean_token_loss(model, tokenizer, exs, batch_size=2) == pytest.approx(one, rel=1e-5)
-
-
-def test_score_fn_switches_ranks_then_scores(model, tokenizer, space):
-    seen = []
-    proxy = [TrainingExample("Q: 1+1?\nA:", " 2")]
-    score = make_score_fn(model, tokenizer, proxy, "loss", lambda m, c: seen.append(dict(c)))
-    s = score(space.median())
-    assert seen == [space.median()]
-    assert s == pytest.approx(-mean_token_loss(model, tokenizer, proxy))
-    mc = [MCExample("Is the sky blue?", ("yes", "no"), 0), MCExample("Is fire cold?", ("yes", "no"), 1)]
-    acc = make_score_fn(model, tokenizer, mc, "accuracy", lambda m, c: None)(space.median())
-    assert acc in (0.0, 0.5, 1.0)
 
 
 def test_heuristic_strategy_scores_its_one_configuration(space):
@@ -102,7 +68,7 @@ def test_split_group_finds_the_layer_index():
 def test_test_data_in_another_format_is_read_in_its_own(tmp_path):
     import json
 
-    from sqft.search.api import SearchConfig, _validation_proxy
+    from sqft.search.api import SearchConfig, validation_proxy
 
     valid = tmp_path / "valid.json"  # LLM-Adapters records (loss metric)
     valid.write_text(
@@ -112,7 +78,7 @@ def test_test_data_in_another_format_is_read_in_its_own(tmp_path):
     test.write_text(
         "".join(json.dumps({"query": f"Q{i}", "choices": ["a", "b"], "gold": 0}) + "\n" for i in range(3))
     )
-    fmt, metric, proxy, _ = _validation_proxy(
+    fmt, metric, proxy, _ = validation_proxy(
         SearchConfig(strategy="median", validation=str(valid), test_data=str(test), proxy_samples=4)
     )
     assert (fmt, metric, len(proxy)) == ("math", "loss", 4)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sqft.data import TrainingExample
-from sqft.search.api import make_score_fn, mean_token_loss
+from sqft.evaluate.proxy import make_score_fn, mean_token_loss
 from sqft.search.hill_climbing import CachedScorer, HillClimbingConfig, hill_climb
 from sqft.search.space import SearchSpace
 from tests.conftest import CORPUS
@@ -71,7 +71,7 @@ def test_cli_search_end_to_end(tmp_path, model_dir, tokenizer):
 
     from sqft.adapt import load_adapter
     from sqft.cli import main
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
     from sqft.search.space import load_config
 
     space = _save_trained_adapter(load_model(model_dir), tmp_path / "adapter")
@@ -138,7 +138,7 @@ def test_sparse_adapter_search_writes_the_merged_model(tmp_path, tokenizer):
 
     from sqft.adapt import AdaptConfig, save_adapter
     from sqft.cli import main
-    from sqft.modeling import load_model
+    from sqft.loading import load_model
     from sqft.search.validation import load_validation
     from tests.conftest import tiny_llama
 

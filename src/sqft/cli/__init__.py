@@ -6,11 +6,11 @@ User errors (`SqftError`, missing files) become one line on stderr and exit code
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
 from sqft import __version__
+from sqft.cli.common import lazy_import
 from sqft.errors import SqftError
 
 __all__ = ["main", "COMMANDS"]
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sqft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+        lazy_import(module).add_parser(sub)
     return parser
 
 
@@ -53,8 +53,7 @@ def setup_logging(quiet: bool) -> None:
         datefmt="%H:%M:%S",
     )
     if quiet:
-        from transformers.utils import logging as hf_logging
-
+        hf_logging = lazy_import("transformers.utils.logging")
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sqft.artifacts import check_output
+from sqft.cli.common import lazy_import
+from sqft.errors import SqftError, require
+
 __all__ = ["add_parser", "run"]
 
 
@@ -47,9 +51,7 @@ def add_parser(subparsers) -> None:
 
 
 def specs_of(args: argparse.Namespace) -> list:
-    from sqft.errors import SqftError
-    from sqft.inference.bench import BenchSpec
-
+    BenchSpec = lazy_import("sqft.inference.bench").BenchSpec
     dtypes = args.dtype if len(args.dtype) > 1 else args.dtype * len(args.models)
     if len(dtypes) != len(args.models):
         raise SqftError(
@@ -68,11 +70,9 @@ def specs_of(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.artifacts import check_output
-    from sqft.inference.bench import BenchConfig, bench_models
-    from sqft.inference.bench_report import bench_markdown, write_bench
-
-    cfg = BenchConfig(
+    bench = lazy_import("sqft.inference.bench")
+    report = lazy_import("sqft.inference.bench_report")
+    cfg = bench.BenchConfig(
         tuple(args.batch_sizes),
         args.prompt_tokens,
         args.new_tokens,
@@ -85,13 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_output(args.output, args.overwrite, [s.source for s in specs])
         if not args.no_plot:
-            from sqft.errors import require
-
             require("matplotlib", "report")
     progress = None if args.quiet else (lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
-    results = bench_models(specs, cfg, progress)
-    print(bench_markdown(results, cfg), end="")
+    results = bench.bench_models(specs, cfg, progress)
+    print(report.bench_markdown(results, cfg), end="")
     if args.output is not None:
-        write_bench(results, cfg, args.output, args.overwrite, plot=not args.no_plot)
+        report.write_bench(results, cfg, args.output, args.overwrite, plot=not args.no_plot)
         print(f"results -> {args.output}")
     return 0

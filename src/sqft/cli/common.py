@@ -1,16 +1,20 @@
-"""Argument groups shared by several subcommands (so each flag is spelled and documented once)."""
+"""Argument groups shared by several subcommands (so each flag is spelled and documented once), and the
+CLI's one way to import the heavy stage code only when a command runs (`lazy_import`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sqft.modeling.structure import DEFAULT_TARGETS
 
 if TYPE_CHECKING:
-    from sqft.stage import StageIO
+    from sqft.stages.common import StageIO
 
 __all__ = [
+    "lazy_import",
     "add_model_args",
     "add_output_args",
     "add_calibration_args",
@@ -21,6 +25,16 @@ __all__ = [
     "calibration_config_kwargs",
     "stage_io",
 ]
+
+
+def lazy_import(module: str) -> ModuleType:
+    """Import `module` when a command runs, not when the parser is built.
+
+    Building the parser (`sqft --help`, `sqft COMMAND --help`) must stay fast, while the stages pull in
+    transformers, the trainer and the kernels (seconds). This is the one place the CLI defers an import: each
+    command's `run` calls it for the stage module it needs (e.g. `lazy_import("sqft.stages.sparsify")`).
+    """
+    return importlib.import_module(module)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -86,9 +100,7 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 def stage_io(args: argparse.Namespace) -> StageIO:
     """Where a calibrated stage (sparsify, quantize) reads and writes, from the shared flags."""
-    from sqft.stage import StageIO
-
-    return StageIO(
+    return lazy_import("sqft.stages.common").StageIO(
         source=args.model,
         output=args.output,
         calibration=args.calibration,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from sqft.cli.common import lazy_import
+
 __all__ = ["add_parser"]
 
 
@@ -32,10 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.demo import DemoConfig, run_demo
-
+    demo = lazy_import("sqft.demo")
     t0 = time.perf_counter()
-    cfg = DemoConfig(
+    cfg = demo.DemoConfig(
         model=args.model,
         output=args.output,
         device=args.device,
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         n_train=args.train,
         n_test=args.test,
     )
-    table, _, gguf = run_demo(cfg, quiet=args.quiet)
+    table, _, gguf = demo.run_demo(cfg, quiet=args.quiet)
     print(table)
     print("\n" + "\n".join(gguf))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; artifacts and demo.md in {args.output}")

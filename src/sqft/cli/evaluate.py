@@ -9,13 +9,12 @@ A table is always printed; `--output results.json` writes `{"results": {task: me
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from sqft.cli.common import add_force_arg, add_model_args, add_runtime_args
+from sqft.cli.common import add_force_arg, add_model_args, add_runtime_args, lazy_import
 from sqft.errors import SqftError
 
-__all__ = ["add_parser", "build_specs", "load_adapter_model"]
+__all__ = ["add_parser", "build_specs", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,8 +90,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_specs(args: argparse.Namespace) -> dict:
     """The task specs the arguments ask for (validated, no data or model loaded yet)."""
-    from sqft.evaluate.api import TASKS, TaskSpec
-
+    api = lazy_import("sqft.evaluate.api")
+    TASKS, TaskSpec = api.TASKS, api.TaskSpec
     specs = {}
     if args.task is not None:
         if args.data is None:
@@ -131,68 +130,26 @@ def _spec(cls, task: str, data: str, args: argparse.Namespace):
     )
 
 
-def load_adapter_model(model, adapter_dir: str, force: bool = False):
-    """`sqft.adapt.load_adapter(model, adapter_dir, force)` (its SparsePEFT mask checked against the base)."""
-    from sqft.adapt import load_adapter
-
-    if not Path(adapter_dir).is_dir():
-        raise SqftError(f"adapter directory '{adapter_dir}' does not exist")
-    return load_adapter(model, adapter_dir, force)
-
-
-def check_adapter_provenance(args: argparse.Namespace) -> dict | None:
-    """Before loading anything: the adapter exists, is undamaged and was trained on MODEL (or --force)."""
-    if args.adapter is None:
-        return None
-    from sqft.adapt.export import read_elastic_config
-    from sqft.adapt.provenance import check_base
-
-    if not Path(args.adapter).is_dir():
-        raise SqftError(f"adapter directory '{args.adapter}' does not exist")
-    return check_base(read_elastic_config(args.adapter), args.adapter, args.model, args.force)
-
-
 def run(args: argparse.Namespace) -> int:
-    from sqft.artifacts import check_writable, versions
-    from sqft.devices import check_device
-    from sqft.evaluate.api import check_results_path, evaluate, format_table, load_task_data, write_results
-    from sqft.modeling import load_model, load_tokenizer
-    from sqft.modeling.io import resolve_source
-
-    check_device(args.device)
+    stage = lazy_import("sqft.stages.evaluate")
     specs = build_specs(args)
-    if args.output is not None:
-        check_writable(check_results_path(args.output, args.overwrite))
-    resolve_source(args.model, args.gguf_file)
-    provenance = check_adapter_provenance(args)
-    data = {name: load_task_data(spec) for name, spec in specs.items()}
-    t0 = time.perf_counter()
-    model = load_model(args.model, args.dtype, args.device, args.gguf_file, args.trust_remote_code)
-    tokenizer = load_tokenizer(args.model, args.gguf_file, args.trust_remote_code)
-    if args.adapter is not None:
-        model = load_adapter_model(model, args.adapter, args.force).to(args.device).eval()
-    if args.int4_kernels:
-        from sqft.quantize.kernels import pack_int4_layers
-
-        pack_int4_layers(model, args.device)
-    load_seconds = time.perf_counter() - t0
-    results = evaluate(model, tokenizer, specs, device=args.device, progress=not args.quiet, data=data)
-    print(format_table(results))
+    opts = stage.EvaluateOptions(
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        gguf_file=args.gguf_file,
+        trust_remote_code=args.trust_remote_code,
+        int4_kernels=args.int4_kernels,
+        force=args.force,
+        quiet=args.quiet,
+    )
+    ev = stage.run_evaluate(args.model, specs, None, opts, results_file=args.output, overwrite=args.overwrite)
+    print(lazy_import("sqft.evaluate.api").format_table(ev.results))
     print(
-        f"(model loaded in {load_seconds:.1f} s; "
-        + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in results.items())
+        f"(model loaded in {ev.load_seconds:.1f} s; "
+        + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in ev.results.items())
         + ")"
     )
     if args.output is not None:
-        meta = {
-            "model": str(args.model),
-            "adapter": args.adapter,
-            "tasks": {name: vars(spec) for name, spec in specs.items()},
-            "device": args.device,
-            "provenance": provenance,
-            "force": args.force,
-            "versions": versions(),
-        }
-        write_results(results, args.output, args.overwrite, meta)
         print(f"results -> {args.output}")
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from sqft.cli.common import lazy_import
 from sqft.errors import SqftError
 
 __all__ = ["add_parser", "run"]
@@ -39,23 +41,20 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from sqft.export.api import ExportConfig, default_output, export_to_dir, run_commands
-
+    export = lazy_import("sqft.export.api")
     if args.adapter is not None:
         raise SqftError(
             f"export writes one merged model, not a base + adapter: merge first (sqft merge {args.model} "
             f"{args.adapter} --output MERGED), then sqft export MERGED"
         )
-    config = ExportConfig(format=args.format, float_type=args.float_type, name=args.name)
-    out = Path(args.output) if args.output else default_output(args.model, args.format)
-    manifest = export_to_dir(args.model, out, config, overwrite=args.overwrite, gguf_file=args.gguf_file)
+    config = export.ExportConfig(format=args.format, float_type=args.float_type, name=args.name)
+    out = Path(args.output) if args.output else export.default_output(args.model, args.format)
+    manifest = lazy_import("sqft.stages.export").run_export(args.model, out, config, overwrite=args.overwrite, gguf_file=args.gguf_file)
     fig = manifest["figures"]
     size = fig["size_on_disk_bytes"] / 2**20
     if config.format == "gguf":
         print(f"wrote {out / fig['file']} ({size:.1f} MiB, {fig['tensors']} tensors: {fig['tensor_types']})")
-        for line in run_commands(out, fig):
+        for line in export.run_commands(out, fig):
             print(f"  run: {line}")
     else:
         print(f"wrote {out} ({fig['format']}, {fig['quantized_layers']} INT layers, {size:.1f} MiB)")

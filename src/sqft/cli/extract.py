@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_output_args
+from sqft.cli.common import add_output_args, lazy_import
 
 __all__ = ["add_parser", "run"]
 
@@ -33,9 +33,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.adapt.api import extract_to_dir
-
-    config = extract_to_dir(
+    run_extract = lazy_import("sqft.stages.extract").run_extract
+    config = run_extract(
         args.adapter, args.config, args.output, overwrite=args.overwrite, force=args.force
     )
     ranks = sorted(set(config.values()))

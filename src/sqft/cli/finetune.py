@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.adapt.config import QA_BASES
-from sqft.cli.common import add_model_args, add_output_args
+from sqft.adapt.config import PIPELINES, QA_BASES, AdaptConfig, TrainConfig
+from sqft.cli.common import add_model_args, add_output_args, lazy_import
 from sqft.data.tasks import TRAINING_FORMATS
 
 __all__ = ["add_parser", "run"]
@@ -156,9 +156,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _adapt_config(args: argparse.Namespace):
-    from sqft.adapt.config import PIPELINES, AdaptConfig
-
+def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
     sparse, qa = args.sparse_adapter, args.quantization_aware
     if args.pipeline:
         ps, pq = PIPELINES[args.pipeline]
@@ -178,9 +176,6 @@ def _adapt_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.adapt.api import finetune_to_dir
-    from sqft.adapt.config import TrainConfig
-
     adapt = _adapt_config(args)
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
     train = TrainConfig(
@@ -201,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
         logging_steps=args.logging_steps,
     )
-    out = finetune_to_dir(
+    out = lazy_import("sqft.stages.finetune").run_finetune(
         args.model,
         args.data,
         adapt,
@@ -218,8 +213,6 @@ def run(args: argparse.Namespace) -> int:
         response_template=args.response_template,
         restart=args.restart,
     )
-    from sqft.adapt.train import is_main_process
-
-    if is_main_process():
+    if lazy_import("sqft.adapt.train").is_main_process():
         print(f"adapter ({adapt.adapter}, {adapt.variant}) saved to {out}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sqft.cli.common import lazy_import
+
 __all__ = ["add_parser", "run"]
 
 
@@ -40,12 +42,12 @@ def _write(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.inference import GenerateConfig, generate_reply, load_for_inference
-
-    cfg = GenerateConfig(
+    inference = lazy_import("sqft.inference")
+    generate_reply = inference.generate_reply
+    cfg = inference.GenerateConfig(
         args.max_new_tokens, args.temperature, args.top_p, args.seed
     )  # checked before loading
-    lm = load_for_inference(
+    lm = inference.load_for_inference(
         args.model,
         args.adapter,
         device=args.device,

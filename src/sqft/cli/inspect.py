@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sqft.cli.common import lazy_import
+
 __all__ = ["add_parser"]
 
 
@@ -22,8 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.inspect_model import format_inspection, inspect_artifact
-
-    info = inspect_artifact(args.model)
-    print(json.dumps(info, indent=2) if args.json else format_inspection(info, per_layer=not args.no_layers))
+    inspect_model = lazy_import("sqft.inspect_model")
+    info = inspect_model.inspect_artifact(args.model)
+    print(json.dumps(info, indent=2) if args.json else inspect_model.format_inspection(info, per_layer=not args.no_layers))
     return 0

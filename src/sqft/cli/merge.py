@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_force_arg, add_output_args
+from sqft.cli.common import add_force_arg, add_output_args, lazy_import
 
 __all__ = ["add_parser", "run"]
 
@@ -38,9 +38,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.adapt.api import merge_to_dir
-
-    fig = merge_to_dir(
+    fig = lazy_import("sqft.stages.merge").run_merge(
         args.base,
         args.adapter,
         args.output,

@@ -8,6 +8,7 @@ from sqft.cli.common import (
     add_calibrated_stage_args,
     add_model_args,
     calibration_config_kwargs,
+    lazy_import,
     stage_io,
 )
 
@@ -48,8 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.quantize.api import QuantizeConfig, quantize_model
-
+    QuantizeConfig = lazy_import("sqft.quantize.api").QuantizeConfig
     config = QuantizeConfig(
         **calibration_config_kwargs(args),
         method=args.method,
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         percdamp=args.damp,
         checkpoint_format=args.checkpoint_format,
     )
-    manifest = quantize_model(stage_io(args), config)
+    manifest = lazy_import("sqft.stages.quantize").run_quantize(stage_io(args), config)
     fig = manifest["figures"]
     print(
         f"{config.method} {config.bits}-bit: {len(fig['layers'])} layers, sparsity {fig['sparsity_before']:.2%} -> "

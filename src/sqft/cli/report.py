@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_output_args, add_runtime_args
+from sqft.cli.common import add_output_args, add_runtime_args, lazy_import
 
 __all__ = ["add_parser"]
 
@@ -59,19 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.report.api import ReportConfig, write_report
-    from sqft.report.compare import compare_rows
-    from sqft.report.latency import DEFAULT_PROMPT, LatencyConfig
-    from sqft.report.tables import markdown_comparison, markdown_table
-
-    latency = LatencyConfig(
-        prompt=args.prompt if args.prompt is not None else DEFAULT_PROMPT,
+    report = lazy_import("sqft.report")
+    latency = report.LatencyConfig(
+        prompt=args.prompt if args.prompt is not None else lazy_import("sqft.report.latency").DEFAULT_PROMPT,
         new_tokens=args.new_tokens,
         warmup=args.warmup,
         repeats=args.repeats,
         device=args.device,
     )
-    config = ReportConfig(
+    config = report.ReportConfig(
         title=args.title,
         measure_latency=args.measure_latency,
         plots=not args.no_plots,
@@ -80,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         bootstrap_resamples=args.bootstrap_resamples,
     )
-    rows = write_report(args.artifacts, args.output, config, overwrite=args.overwrite)
-    print(markdown_table(rows))
+    rows = lazy_import("sqft.stages.report").run_report(args.artifacts, args.output, config, overwrite=args.overwrite)
+    print(report.markdown_table(rows))
     if config.compare and len(rows) > 1:
-        compared = compare_rows(rows, config.baseline, config.bootstrap_resamples, config.seed)
-        table = markdown_comparison([c for c in compared if c.differences])
+        compared = lazy_import("sqft.report.compare").compare_rows(rows, config.baseline, config.bootstrap_resamples, config.seed)
+        table = lazy_import("sqft.report.tables").markdown_comparison([c for c in compared if c.differences])
         if table:
             print(f"\ncompared with {compared[0].baseline}:\n{table}")
     print(f"report of {len(rows)} artifact(s) -> {args.output}/report.md, report.html")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sqft.cli.common import lazy_import
+
 __all__ = ["add_parser"]
 
 
@@ -29,12 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.pipeline import run_recipe
-    from sqft.preflight import check_recipe_inputs
-    from sqft.recipe import load_recipe
-
+    check_recipe_inputs = lazy_import("sqft.preflight").check_recipe_inputs
     overrides = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = lazy_import("sqft.recipe").load_recipe(args.recipe, overrides)
     if args.check:
         notes = check_recipe_inputs(recipe, args.output or f"runs/{recipe.name}")
         print(
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"  not checked offline: {note}")
         return 0
-    state = run_recipe(recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet)
+    state = lazy_import("sqft.pipeline").run_recipe(recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet)
     for stage, d in state.dirs.items():
         print(f"{stage:<9} {'skipped' if stage in state.skipped else 'done   '} {d}")
     for task, metrics in (state.results or {}).items():

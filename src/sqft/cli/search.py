@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqft.cli.common import add_force_arg, add_output_args, add_runtime_args
+from sqft.cli.common import add_force_arg, add_output_args, add_runtime_args, lazy_import
 
 __all__ = ["add_parser"]
 
@@ -78,9 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.search.api import SearchConfig, run_search
-
-    config = SearchConfig(
+    config = lazy_import("sqft.search.api").SearchConfig(
         strategy=args.strategy,
         validation=args.validation,
         validation_format=args.validation_format,
@@ -96,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         cutoff=args.cutoff,
     )
-    summary = run_search(
+    summary = lazy_import("sqft.stages.search").run_search(
         args.adapter,
         args.base,
         args.output,

@@ -8,6 +8,7 @@ from sqft.cli.common import (
     add_calibrated_stage_args,
     add_model_args,
     calibration_config_kwargs,
+    lazy_import,
     stage_io,
 )
 
@@ -34,8 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqft.sparsify.api import SparsifyConfig, sparsify_model
-
+    SparsifyConfig = lazy_import("sqft.sparsify.api").SparsifyConfig
     config = SparsifyConfig(
         **calibration_config_kwargs(args),
         method=args.method,
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         percdamp=args.damp,
     )
-    manifest = sparsify_model(stage_io(args), config)
+    manifest = lazy_import("sqft.stages.sparsify").run_sparsify(stage_io(args), config)
     fig = manifest["figures"]
     print(f"sparsity {fig['sparsity']['total']:.2%} over targets, {fig['seconds']:.1f} s -> {args.output}")
     return 0

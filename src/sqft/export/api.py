@@ -1,5 +1,6 @@
-"""`export_to_dir`: load a merged model artifact, refuse what cannot be exported exactly, write GGUF or
-compressed-tensors into a temporary directory that is moved into place with a manifest.
+"""Export a loaded model: refuse what cannot be exported exactly (`check_export`), write GGUF or
+compressed-tensors files into a directory (`write_export`). The export stage (`sqft.stages.export.run_export`)
+loads the artifact and writes through a temporary directory with a manifest.
 
 Every refusal (unknown format, missing extra, existing output, an adapter instead of a model, an architecture,
 bit width or group size the format cannot hold) comes before anything is written.
@@ -10,17 +11,27 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqft.artifacts import atomic_output, check_output, parent_reference, read_manifest, write_manifest
+from sqft.artifacts import read_manifest
 from sqft.errors import SqftError, require
+from sqft.export.compressed_tensors import check_compressed_tensors, write_compressed_tensors
 from sqft.export.gguf import FLOAT_TYPES, plan_gguf, write_gguf
-from sqft.export.inputs import ExportInputs, export_inputs
+from sqft.export.inputs import ExportInputs
 
-__all__ = ["FORMATS", "ExportConfig", "default_output", "check_source", "run_commands", "export_to_dir"]
+__all__ = [
+    "FORMATS",
+    "ExportConfig",
+    "check_export",
+    "check_source",
+    "default_output",
+    "export_name",
+    "require_extra",
+    "run_commands",
+    "write_export",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +79,13 @@ def check_source(source: str | os.PathLike) -> None:
         raise SqftError(f"'{p}' is an {manifest['stage']} artifact, not a model: export a model directory")
 
 
-def _name(config: ExportConfig, source: str | os.PathLike) -> str:
+def require_extra(config: ExportConfig) -> None:
+    """The format's optional dependency is installed (an ImportError naming the extra, before any work)."""
+    require(*_EXTRAS[config.format])
+
+
+def export_name(config: ExportConfig, source: str | os.PathLike) -> str:
+    """The model's name in the export: `config.name`, else the source's directory (or .gguf file) name."""
     p = Path(str(source))
     return config.name or (p.stem if p.suffix == ".gguf" else p.name) or "model"
 
@@ -83,10 +100,9 @@ def run_commands(output: Path, figures: dict[str, Any]) -> list[str]:
     ]
 
 
-def _write(inputs: ExportInputs, tokenizer: Any, config: ExportConfig, tmp: Path) -> dict[str, Any]:
+def write_export(inputs: ExportInputs, tokenizer: Any, config: ExportConfig, tmp: Path) -> dict[str, Any]:
+    """Write the export's files into directory `tmp`; returns its figures."""
     if config.format == "compressed-tensors":
-        from sqft.export.compressed_tensors import write_compressed_tensors
-
         return write_compressed_tensors(inputs, tokenizer, tmp)
     ggml_type = "Q4_1" if inputs.quantized else config.float_type.upper()
     file = f"{inputs.name}.{ggml_type}.gguf"
@@ -95,37 +111,10 @@ def _write(inputs: ExportInputs, tokenizer: Any, config: ExportConfig, tmp: Path
     return figures
 
 
-def _check(inputs: ExportInputs, tokenizer: Any, config: ExportConfig) -> None:
+def check_export(inputs: ExportInputs, tokenizer: Any, config: ExportConfig) -> None:
+    """Refuse what the format cannot hold exactly, before anything is written."""
     if config.format == "gguf":
         plan_gguf(inputs, tokenizer, config.float_type)
     else:
-        from sqft.export.compressed_tensors import check_compressed_tensors
-
         check_compressed_tensors(inputs)
 
-
-def export_to_dir(
-    source: str | os.PathLike,
-    output: str | os.PathLike | None,
-    config: ExportConfig,
-    overwrite: bool = False,
-    gguf_file: str | None = None,
-) -> dict[str, Any]:
-    """Export the model at `source` (a merged sqft artifact or any HF model) to `output`; returns the manifest."""
-    from sqft.modeling.io import load_model, load_tokenizer, resolve_source
-
-    out = check_output(output if output is not None else default_output(source, config.format), overwrite)
-    require(*_EXTRAS[config.format])
-    check_source(source)
-    resolve_source(source, gguf_file)
-    model = load_model(source, gguf_file=gguf_file)
-    tokenizer = load_tokenizer(source, gguf_file=gguf_file)
-    inputs = export_inputs(model, _name(config, source))
-    _check(inputs, tokenizer, config)
-    t0 = time.perf_counter()
-    with atomic_output(out, overwrite) as tmp:
-        figures = _write(inputs, tokenizer, config, tmp)
-        figures["seconds"] = round(time.perf_counter() - t0, 3)
-        manifest = write_manifest(tmp, "export", config, parent_reference(source), figures)
-    log.info("exported %s → %s", source, out)
-    return manifest

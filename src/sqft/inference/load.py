@@ -14,7 +14,8 @@ from torch import nn
 from sqft.adapt import load_adapter
 from sqft.devices import check_device
 from sqft.errors import SqftError
-from sqft.modeling import load_model, load_tokenizer, parse_dtype
+from sqft.loading import load_model
+from sqft.modeling import load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
 

@@ -1,4 +1,7 @@
-"""Load and save Hugging Face causal LMs: hub ids, local directories, GGUF files, sqft INT4 checkpoints.
+"""Load and save Hugging Face causal LMs: hub ids, local directories, GGUF files.
+
+sqft INT4 (GPTQ) checkpoints are recognised here (`is_gptq_config`) but loaded by `sqft.loading.load_model`,
+which sits above `sqft.quantize`: modeling never imports a higher layer.
 
 Weights are read with safetensors only (no unpickling), `trust_remote_code` is off unless asked for.
 """
@@ -21,6 +24,8 @@ from sqft.files import check_gguf, check_safetensors, read_json_file
 __all__ = [
     "check_fits",
     "check_loading_info",
+    "config_dict",
+    "is_gptq_config",
     "load_model",
     "load_tokenizer",
     "save_model",
@@ -84,7 +89,7 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
         if gguf_file is not None:
             check_gguf(p / gguf_file)
         else:  # a damaged config.json, tokenizer file or weights header fails here, before any slow work
-            _config_dict(s)
+            config_dict(s)
             for name in _JSON_FILES:
                 if (p / name).is_file():
                     read_json_file(p / name, "model file")
@@ -95,7 +100,8 @@ def resolve_source(source: str | os.PathLike, gguf_file: str | None = None) -> t
     return s, gguf_file  # a hub id: resolved (and possibly refused offline) by transformers
 
 
-def _config_dict(directory: str) -> dict | None:
+def config_dict(directory: str) -> dict | None:
+    """A local model directory's config.json as a dict (None when there is none: a hub id, a GGUF file)."""
     p = Path(directory) / "config.json"
     if not p.is_file():
         return None
@@ -134,21 +140,20 @@ def load_model(
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
 ) -> nn.Module:
-    """Load a causal LM from a hub id, a local HF directory, a GGUF file or an sqft INT4 (GPTQ) checkpoint.
+    """Load a dense causal LM from a hub id, a local HF directory or a GGUF file (an sqft INT4 checkpoint:
+    `sqft.loading.load_model`).
 
     GGUF weights are dequantized to `dtype` and the model rebuilt as a plain transformers model, so it can
     be pruned, quantized and saved like any other.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: loaded when a model is, not with sqft.modeling
 
     where, gguf = resolve_source(source, gguf_file)
     torch_dtype = parse_dtype(dtype)
-    cfg = None if gguf else _config_dict(where)
+    cfg = None if gguf else config_dict(where)
+    if is_gptq_config(cfg):
+        raise SqftError(f"'{source}' is an INT4 (GPTQ) checkpoint: load it with sqft.loading.load_model")
     check_fits(where, cfg, torch_dtype, device)
-    if cfg is not None and (cfg.get("quantization_config") or {}).get("quant_method") == "gptq":
-        from sqft.quantize.format import load_gptq_model
-
-        return load_gptq_model(where, dtype=torch_dtype, device=device)
     if gguf:
         require("gguf", "gguf")
     kw = {"gguf_file": gguf} if gguf else {"use_safetensors": True}
@@ -172,6 +177,11 @@ def load_model(
         model = _plain_copy(model)
     model.eval()
     return model.to(device)
+
+
+def is_gptq_config(cfg: dict | None) -> bool:
+    """Whether a model's config.json (as a dict) describes a GPTQ INT4 checkpoint."""
+    return cfg is not None and (cfg.get("quantization_config") or {}).get("quant_method") == "gptq"
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Quantization: primitives, sparsity-preserving GPTQ, RTN, GPTQ checkpoint packing and loading."""
 
-from sqft.quantize.api import QuantizationResult, QuantizeConfig, quantize, quantize_model
+from sqft.quantize.api import QuantizationResult, QuantizeConfig, quantize
 from sqft.quantize.format import load_gptq_model, save_gptq_model
 from sqft.quantize.gptq import gptq_quantize
 from sqft.quantize.qlinear import QuantLinear
@@ -13,7 +13,6 @@ __all__ = [
     "gptq_quantize",
     "load_gptq_model",
     "quantize",
-    "quantize_model",
     "rtn_quantize",
     "save_gptq_model",
 ]

@@ -1,4 +1,5 @@
-"""The quantize stage: `quantize(model, config, windows)` replaces the target linears by `QuantLinear`s in place.
+"""Quantize: `quantize(model, config, windows)` replaces the target linears by `QuantLinear`s in place (the stage
+that loads and writes artifacts is `sqft.stages.quantize.run_quantize`).
 
 GPTQ runs through the shared layer-sequential calibration loop (one Hessian per target linear); RTN needs no
 data. Each layer is swapped for its `QuantLinear` as soon as it is quantized, so the blocks that follow are
@@ -19,12 +20,11 @@ from sqft.calibration import Hessian, run_layerwise
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
-from sqft.quantize.format import FORMATS, replace_module, save_gptq_model
+from sqft.quantize.format import FORMATS, replace_module
 from sqft.quantize.gptq import gptq_quantize, reconstruction_error
 from sqft.quantize.packing import SUPPORTED_BITS
 from sqft.quantize.qlinear import QuantLinear
 from sqft.quantize.rtn import rtn_quantize
-from sqft.stage import StageIO
 from sqft.typecheck import check_field_types
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "auto_group_size",
     "check_group_size",
     "quantize",
-    "quantize_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,30 +221,3 @@ def quantize(
         seconds=time.perf_counter() - t0,
     )
 
-
-def quantize_model(io: StageIO, config: QuantizeConfig) -> dict[str, Any]:
-    """Load `io.source`, quantize it, write the GPTQ artifact `io.output`. Returns the manifest."""
-    from sqft.stage import run_calibrated_stage
-
-    def apply(model: nn.Module, windows: torch.Tensor | None) -> QuantizationResult:
-        result = quantize(model, config, windows, quiet=io.quiet)
-        log.info("sparsity over targets %.4f -> %.4f", result.sparsity_before, result.sparsity_after)
-        return result
-
-    def figures_of(r: QuantizationResult) -> dict[str, Any]:
-        return {
-            "sparsity_before": r.sparsity_before,
-            "sparsity_after": r.sparsity_after,
-            "zeros_before": r.zeros_before,
-            "zeros_after": r.zeros_after,
-            "numel": r.numel,
-            "layers": r.layers,
-        }
-
-    def save(m: nn.Module, tok: Any, d: Any) -> None:
-        save_gptq_model(m, tok, d, config.checkpoint_format, config.group_size)
-
-    # an INT4 artifact holds about bits/16 of the fp16 targets plus the dense embeddings: half is an upper bound
-    return run_calibrated_stage(
-        "quantize", io, config, lambda m: check_group_size(m, config), apply, figures_of, save, 0.5
-    )

@@ -1,6 +1,6 @@
 """Report: compare artifacts (accuracy, sparsity, bits, size, fine-tuning cost, latency) with figures."""
 
-from sqft.report.api import ReportConfig, write_report
+from sqft.report.api import ReportConfig, build_report, write_report_files
 from sqft.report.collect import ReportRow, collect_row, collect_rows
 from sqft.report.latency import LatencyConfig
 from sqft.report.plots import plot_rank_distribution
@@ -14,5 +14,6 @@ __all__ = [
     "collect_rows",
     "markdown_table",
     "plot_rank_distribution",
-    "write_report",
+    "build_report",
+    "write_report_files",
 ]

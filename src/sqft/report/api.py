@@ -1,8 +1,9 @@
-"""`sqft report`: compare artifacts in one Markdown + HTML report with PNG figures (paper Tables 6/7, Figs. 4/5).
+"""Reports: compare artifacts in one Markdown + HTML report with PNG figures (paper Tables 6/7, Figs. 4/5).
 
 Plumbing only: rows come from `collect`, cells from `tables`, figures from `plots`, latency from `latency`.
-The output directory is written atomically: report.md, report.html (figures embedded), report.json (the
-rows as data), the PNGs and a manifest.
+`build_report` gathers them, `write_report_files` writes report.md, report.html (figures embedded),
+report.json (the rows as data) and the PNGs; the report stage (`sqft.stages.report.run_report`) writes them
+into its artifact atomically, with a manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqft.artifacts import atomic_output, check_output, write_manifest
 from sqft.errors import SqftError, require
 from sqft.report import plots
 from sqft.report.collect import ReportRow, collect_rows
@@ -27,11 +27,12 @@ from sqft.report.tables import comparison_cells, markdown_comparison, markdown_t
 __all__ = [
     "ReportConfig",
     "add_latency",
+    "build_report",
     "write_figures",
     "report_notes",
     "comparison_heading",
     "render_markdown",
-    "write_report",
+    "write_report_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -162,11 +163,10 @@ def _rows_json(rows: list[ReportRow], comparisons: list[Comparison]) -> list[dic
     ]
 
 
-def write_report(
-    paths: list[str | os.PathLike], output: str | os.PathLike, cfg: ReportConfig, overwrite: bool = False
-) -> list[ReportRow]:
-    """Collect the artifacts, optionally time them, and write the report directory; returns the rows."""
-    check_output(output, overwrite, paths)
+
+def build_report(paths: list[str | os.PathLike], cfg: ReportConfig) -> tuple[list[ReportRow], list[Comparison]]:
+    """Collect the artifacts, optionally time them, compare them; returns the rows and the comparisons that
+    hold differences."""
     if cfg.plots:
         require("matplotlib", "report")  # fail before any slow work
     rows = collect_rows(paths)
@@ -175,21 +175,18 @@ def write_report(
     if cfg.measure_latency:
         add_latency(rows, cfg.latency)
     comparisons = compare_rows(rows, cfg.baseline, cfg.bootstrap_resamples, cfg.seed) if cfg.compare else []
-    comparisons = [c for c in comparisons if c.differences]
-    with atomic_output(output, overwrite, paths) as tmp:
-        figures = write_figures(rows, tmp) if cfg.plots else []
-        notes = report_notes(cfg)
-        (tmp / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes, comparisons))
-        header, cells = table_cells(rows)
-        compared = (comparison_heading(comparisons), *comparison_cells(comparisons)) if comparisons else None
-        (tmp / "report.html").write_text(render_html(cfg.title, header, cells, figures, notes, compared))
-        (tmp / "report.json").write_text(json.dumps(_rows_json(rows, comparisons), indent=2) + "\n")
-        write_manifest(
-            tmp,
-            "report",
-            {**dataclasses.asdict(cfg), "artifacts": [str(Path(p).resolve()) for p in paths]},
-            None,
-            {"n_artifacts": len(rows), "pngs": [png.name for _, png in figures]},
-        )
-    log.info("report of %d artifacts -> %s", len(rows), output)
-    return rows
+    return rows, [c for c in comparisons if c.differences]
+
+
+def write_report_files(
+    directory: Path, rows: list[ReportRow], comparisons: list[Comparison], cfg: ReportConfig
+) -> list[tuple[str, Path]]:
+    """Write report.md, report.html, report.json and the PNGs into `directory`; returns the figures."""
+    figures = write_figures(rows, directory) if cfg.plots else []
+    notes = report_notes(cfg)
+    (directory / "report.md").write_text(render_markdown(cfg.title, rows, figures, notes, comparisons))
+    header, cells = table_cells(rows)
+    compared = (comparison_heading(comparisons), *comparison_cells(comparisons)) if comparisons else None
+    (directory / "report.html").write_text(render_html(cfg.title, header, cells, figures, notes, compared))
+    (directory / "report.json").write_text(json.dumps(_rows_json(rows, comparisons), indent=2) + "\n")
+    return figures

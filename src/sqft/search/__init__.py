@@ -1,6 +1,6 @@
 """Search: choose a sub-adapter (a rank per group) from a trained NLS super-adapter (SPEC §4)."""
 
-from sqft.search.api import STRATEGIES, SearchConfig, choose_configuration, make_score_fn, run_search
+from sqft.search.api import STRATEGIES, SearchConfig, choose_configuration, resolve_adapter_config
 from sqft.search.heuristics import HEURISTICS, resolve_config
 from sqft.search.hill_climbing import CachedScorer, Evaluation, HillClimbingConfig, SearchResult, hill_climb
 from sqft.search.space import Config, SearchSpace, load_config, save_config
@@ -18,8 +18,7 @@ __all__ = [
     "choose_configuration",
     "hill_climb",
     "load_config",
-    "make_score_fn",
+    "resolve_adapter_config",
     "resolve_config",
-    "run_search",
     "save_config",
 ]

@@ -1,8 +1,10 @@
-"""`sqft search`: choose a sub-adapter of a trained NLS adapter, score it, write it out.
+"""Search: choose a sub-adapter of a trained NLS adapter with a strategy and a score function.
 
-The base model and the super-adapter are loaded once; each candidate only switches the active ranks
-(`sqft.adapt.set_active_ranks`) and is scored on the same proxy set D_M, so one evaluation costs one pass
-over M items. Scores are cached by configuration (see `hill_climbing.CachedScorer`).
+`choose_configuration(space, strategy, score, ...)` takes the score as a callable (config → higher is better),
+so search never imports evaluation: the search stage (`sqft.stages.search.run_search`) builds it with
+`sqft.evaluate.proxy.make_score_fn`, which only switches the active ranks of one loaded model
+(`sqft.adapt.set_active_ranks`) and scores the same proxy set D_M; scores are cached by configuration
+(`hill_climbing.CachedScorer`).
 """
 
 from __future__ import annotations
@@ -10,19 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from sqft.devices import check_device
+from sqft.adapt.export import elastic_space
 from sqft.errors import SqftError
 from sqft.files import read_json_file
 from sqft.search.heuristics import HEURISTICS, resolve_config
 from sqft.search.hill_climbing import Evaluation, HillClimbingConfig, SearchResult, hill_climb
+from sqft.search.plots import plot_rank_distribution, plot_search_trace
 from sqft.search.space import Config, SearchSpace, save_config
 from sqft.search.validation import FORMATS, METRICS, check_disjoint, load_validation, sample_proxy
 from sqft.typecheck import check_field_types
@@ -31,11 +31,10 @@ __all__ = [
     "STRATEGIES",
     "SearchConfig",
     "read_nls_stats",
-    "mean_token_loss",
-    "make_score_fn",
+    "resolve_adapter_config",
     "choose_configuration",
+    "validation_proxy",
     "write_search_outputs",
-    "run_search",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,55 +87,22 @@ class SearchConfig:
         return HillClimbingConfig(self.turns, self.neighbours, self.step, self.budget, self.seed)
 
 
+def resolve_adapter_config(adapter_dir: str | os.PathLike, spec: str) -> dict[str, int]:
+    """A configuration (group → rank) of an adapter from a heuristic name or a JSON file."""
+    spaces = elastic_space(adapter_dir)
+    if not spaces:
+        raise SqftError(
+            f"adapter '{adapter_dir}' has no elastic (NLS) groups: there is no configuration to choose"
+        )
+    return dict(resolve_config(spec, SearchSpace(spaces), read_nls_stats(adapter_dir)))
+
+
 def read_nls_stats(adapter_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The adapter's NLS training statistics, or None when it has none."""
     p = Path(adapter_dir) / NLS_STATS
     if not p.is_file():
         return None
     return read_json_file(p, "NLS statistics")
-
-
-@torch.no_grad()
-def mean_token_loss(
-    model: nn.Module, tokenizer: Any, examples: Sequence[Any], cutoff: int = 256, batch_size: int = 8
-) -> float:
-    """Token-weighted mean next-token NLL of prompt + response over `examples` (`TrainingExample`s)."""
-    from sqft.data import build_training_dataset, pad_collate
-    from sqft.evaluate.lm import logits_of, model_device
-    from sqft.evaluate.perplexity import token_nll
-
-    rows = build_training_dataset(tokenizer, examples, cutoff_len=cutoff)
-    collate, device = pad_collate(tokenizer), model_device(model)
-    total, count = 0.0, 0
-    for i in range(0, len(rows), batch_size):
-        batch = collate(rows[i : i + batch_size])
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)  # (B, T)
-        nll, n = token_nll(logits_of(model, ids, mask), ids, mask)
-        total, count = total + nll, count + n
-    return total / max(count, 1)
-
-
-def make_score_fn(
-    model: nn.Module,
-    tokenizer: Any,
-    proxy: Sequence[Any],
-    metric: str,
-    set_ranks: Callable[[nn.Module, Config], None],
-    batch_size: int = 8,
-    cutoff: int = 256,
-) -> Callable[[Config], float]:
-    """score(config): switch the adapter to `config` and score it on the proxy set (higher is better)."""
-
-    def score(config: Config) -> float:
-        set_ranks(model, config)
-        if metric == "accuracy":
-            from sqft.evaluate.multiple_choice import evaluate_multiple_choice
-
-            result = evaluate_multiple_choice(model, tokenizer, proxy, batch_size=batch_size, progress=False)
-            return float(result["acc"])
-        return -mean_token_loss(model, tokenizer, proxy, cutoff, batch_size)
-
-    return score
 
 
 def choose_configuration(
@@ -184,8 +150,6 @@ def write_search_outputs(
     }
     (d / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plots:
-        from sqft.search.plots import plot_rank_distribution, plot_search_trace
-
         plot_rank_distribution(
             result.best, space, d / "rank_distribution.png", title=f"{info.get('strategy')}"
         )
@@ -196,7 +160,7 @@ def write_search_outputs(
     return summary
 
 
-def _validation_proxy(cfg: SearchConfig) -> tuple[str, str, list, list[int]]:
+def validation_proxy(cfg: SearchConfig) -> tuple[str, str, list, list[int]]:
     """(format, metric, proxy items, their indices); refuses overlap with the test data."""
     assert cfg.validation is not None
     fmt, items = load_validation(cfg.validation, cfg.validation_format, cfg.validation_split)
@@ -211,125 +175,3 @@ def _validation_proxy(cfg: SearchConfig) -> tuple[str, str, list, list[int]]:
         _, test_items = load_validation(cfg.test_data, "auto", "test")  # the test set has its own format
         check_disjoint(cfg.validation, cfg.test_data, proxy, test_items)
     return fmt, metric, proxy, indices
-
-
-def _scored_search(
-    adapter: str | os.PathLike,
-    base: str,
-    space: SearchSpace,
-    cfg: SearchConfig,
-    proxy: list,
-    metric: str | None,
-    stats: dict[str, Any] | None,
-    dtype: str,
-    device: str,
-    quiet: bool,
-    force: bool = False,
-) -> SearchResult:
-    """Load base + adapter once and run the strategy; without a proxy set, no model is needed at all."""
-    if not proxy:
-        return choose_configuration(space, cfg.strategy, None, cfg.hill_climbing, stats, quiet)
-    from sqft import adapt
-    from sqft.stage import load_input
-
-    model, tokenizer, _ = load_input(base, dtype)
-    model = adapt.load_adapter(model, adapter, force).to(device).eval()
-    score = make_score_fn(model, tokenizer, proxy, metric, adapt.set_active_ranks, cfg.batch_size, cfg.cutoff)
-    return choose_configuration(space, cfg.strategy, score, cfg.hill_climbing, stats, quiet)
-
-
-def run_search(
-    adapter: str | os.PathLike,
-    base: str,
-    output: str | os.PathLike,
-    cfg: SearchConfig,
-    *,
-    dtype: str = "auto",
-    device: str = "cpu",
-    overwrite: bool = False,
-    quiet: bool = False,
-    extract: bool = True,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Choose a configuration and write it to `output` with the extracted sub-adapter; for a SparsePEFT /
-    QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage). The adapter must have been
-    trained on `base` (`sqft.adapt.provenance`), unless `force`."""
-    from sqft import adapt
-    from sqft.adapt.export import read_elastic_config
-    from sqft.adapt.provenance import check_base
-    from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
-
-    inputs = [adapter, base, cfg.validation]
-    check_output(output, overwrite, inputs)
-    check_device(device)
-    check_writable(output)
-    fmt, metric, proxy, indices = _validation_proxy(cfg) if cfg.validation else (None, None, [], [])
-    meta = read_elastic_config(adapter)
-    provenance = check_base(meta, adapter, base, force)
-    if Path(str(base)).exists():
-        from sqft.modeling.io import resolve_source
-
-        resolve_source(base)  # a damaged base fails here, before any model is loaded
-    space = SearchSpace(adapt.elastic_space(adapter))
-    stats = read_nls_stats(adapter)
-    if cfg.strategy == "hill-climbing":
-        space.check_step(cfg.step)
-    else:
-        resolve_config(cfg.strategy, space, stats)  # fail fast on missing stats or a bad JSON
-    with Stopwatch(device) as watch:
-        result = _scored_search(adapter, base, space, cfg, proxy, metric, stats, dtype, device, quiet, force)
-    log.info(
-        "chosen configuration scores %s (%s) after %d evaluations",
-        result.best_score,
-        metric,
-        len(result.evaluations),
-    )
-    info = {
-        "strategy": cfg.strategy,
-        "metric": metric,
-        "validation": {"source": cfg.validation, "format": fmt, "proxy_indices": indices},
-        "test_data": cfg.test_data,
-    }
-    with atomic_output(output, overwrite, inputs) as tmp:
-        summary = write_search_outputs(tmp, result, space, info)
-        if extract:
-            summary["extracted"] = _extract(adapter, result.best, tmp / "adapter")
-            summary["merged"] = _merge_if_sparse(adapter, base, tmp, dtype, force)
-        figures = {
-            "score": summary["score"],
-            "start_score": summary["start_score"],
-            "n_evaluations": len(result.evaluations),
-            "seconds": watch.seconds,
-            "peak_memory_bytes": watch.peak_memory_bytes,
-            "provenance": provenance,
-        }
-        manifest_config = {**asdict(cfg), "adapter": str(adapter), "base": base, "force": force}
-        write_manifest(tmp, "search", manifest_config, str(adapter), figures)
-    return summary
-
-
-def _extract(adapter: str | os.PathLike, config: Config, dest: Path) -> str:
-    """Write the sub-adapter (A[:r], B[:, :r] per module, PEFT rank_pattern) with the adapt stage's extractor."""
-    from sqft.adapt import extract_subadapter
-
-    extract_subadapter(adapter, config, dest)
-    return dest.name
-
-
-def _merge_if_sparse(
-    adapter: str | os.PathLike, base: str, out: Path, dtype: str, force: bool = False
-) -> str | None:
-    """SparsePEFT / QA-SparsePEFT: merge the chosen configuration into the base (`merged/`), as `sqft merge`
-    would. A merge the merge stage refuses is logged, not fatal: the search result is kept."""
-    from sqft.adapt.api import merge_to_dir
-    from sqft.adapt.export import read_elastic_config
-
-    if not read_elastic_config(adapter)["adapt_config"].get("sparse_adapter"):
-        return None
-    try:
-        spec = str(out / "configuration.json")
-        merge_to_dir(base, adapter, out / "merged", config_spec=spec, dtype=dtype, force=force)
-    except SqftError as e:
-        log.warning("the chosen sub-adapter was not merged (%s); run `sqft merge` with configuration.json", e)
-        return None
-    return "merged"

@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from sqft.adapt.export import elastic_space
 from sqft.errors import SqftError
 from sqft.files import read_json_file
 
@@ -206,8 +207,6 @@ class SearchSpace:
     @classmethod
     def from_adapter(cls, adapter_dir: str | os.PathLike) -> SearchSpace:
         """The space stored with a trained NLS adapter (via `sqft.adapt.elastic_space`)."""
-        from sqft.adapt import elastic_space
-
         return cls(elastic_space(adapter_dir))
 
 

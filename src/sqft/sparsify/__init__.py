@@ -5,7 +5,6 @@ from sqft.sparsify.api import (
     SparsifyConfig,
     SparsifyResult,
     sparsify,
-    sparsify_model,
     sparsity_report,
 )
 from sqft.sparsify.masks import magnitude_score, nm_mask, unstructured_mask, wanda_score
@@ -19,7 +18,6 @@ __all__ = [
     "nm_mask",
     "sparsegpt_prune",
     "sparsify",
-    "sparsify_model",
     "sparsity_report",
     "unstructured_mask",
     "wanda_score",

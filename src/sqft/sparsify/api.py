@@ -1,4 +1,5 @@
-"""The sparsify stage: `sparsify(model, config, windows)` prunes the target linears in place.
+"""Sparsify: `sparsify(model, config, windows)` prunes the target linears in place (the stage that loads and
+writes artifacts is `sqft.stages.sparsify.run_sparsify`).
 
 Wanda and SparseGPT run through the shared layer-sequential calibration loop; magnitude needs no data.
 """
@@ -19,7 +20,6 @@ from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, check_targets, find_target_linears
 from sqft.sparsify.masks import magnitude_score, parse_pattern, prune_mask, wanda_score
 from sqft.sparsify.sparsegpt import sparsegpt_prune
-from sqft.stage import StageIO
 from sqft.typecheck import check_field_types
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "SparsifyResult",
     "check_pattern_fits",
     "sparsify",
-    "sparsify_model",
     "sparsity_report",
 ]
 
@@ -162,21 +161,3 @@ def sparsity_report(
         total += W.numel()
     return {"total": zeros / max(total, 1), "zeros": zeros, "numel": total, "per_layer": per_layer}
 
-
-def sparsify_model(io: StageIO, config: SparsifyConfig) -> dict[str, Any]:
-    """Load `io.source`, prune it, write the artifact `io.output`. Returns the manifest."""
-    from sqft.stage import run_calibrated_stage
-
-    def apply(model: nn.Module, windows: torch.Tensor | None) -> SparsifyResult:
-        result = sparsify(model, config, windows, quiet=io.quiet)
-        log.info("sparsity over targets: %.4f", result.report["total"])
-        return result
-
-    return run_calibrated_stage(
-        "sparsify",
-        io,
-        config,
-        lambda m: check_pattern_fits(m, config),
-        apply,
-        lambda r: {"sparsity": r.report, "layers": r.layers},
-    )

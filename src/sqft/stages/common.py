@@ -1,4 +1,5 @@
-"""Plumbing every stage shares: load its input artifact, write its output artifact with a manifest."""
+"""Plumbing every stage shares: check the output first, load the input artifact, write the output artifact
+(temporary directory, then moved into place) with its manifest."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ from typing import Any
 
 from torch import nn
 
-from sqft.artifacts import atomic_output, check_output, check_writable, parent_reference, write_manifest
+from sqft.artifacts import (
+    Stopwatch,
+    atomic_output,
+    check_output,
+    check_writable,
+    parent_reference,
+    write_manifest,
+)
+from sqft.calibration import calibration_windows, load_texts
 from sqft.errors import SqftError
+from sqft.loading import load_model
 from sqft.modeling.io import (
-    _config_dict,
-    load_model,
+    config_dict,
     load_tokenizer,
     parse_dtype,
     resolve_source,
@@ -49,7 +58,7 @@ def check_model_output(
     files and weight headers."""
     check_output(output, overwrite, inputs)
     where, gguf = resolve_source(source, gguf_file)
-    cfg = None if gguf else _config_dict(where)
+    cfg = None if gguf else config_dict(where)
     need = int(weights_bytes(where, cfg, parse_dtype(dtype)) * size_factor)
     if gguf:
         need = Path(where, gguf).stat().st_size
@@ -126,9 +135,6 @@ def run_calibrated_stage(
     `apply(model, windows)` does the stage's work in place and returns its result, `figures_of(result)` the
     stage's own figures for the manifest.
     """
-    from sqft.artifacts import Stopwatch
-    from sqft.calibration import calibration_windows, load_texts
-
     inputs = [io.source, io.calibration]
     check_model_output(io.source, io.output, io.overwrite, io.dtype, io.gguf_file, size_factor, inputs)
     texts = None
