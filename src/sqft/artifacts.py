@@ -21,6 +21,9 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from sqft import __version__
 from sqft.errors import OutputExistsError, SqftError
 from sqft.files import read_json_file, safetensors_header
 
@@ -240,10 +243,7 @@ def _jsonable(obj: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of the software that produced an artifact."""
-    import torch
-    import transformers
-
-    from sqft import __version__
+    import transformers  # heavy: only when a manifest is written
 
     return {
         "sqft": __version__,
@@ -306,8 +306,6 @@ class Stopwatch:
         self.device = device or "cpu"
 
     def __enter__(self) -> Stopwatch:
-        import torch
-
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         self._t0 = time.perf_counter()
@@ -320,8 +318,6 @@ class Stopwatch:
 
 def peak_memory_bytes(device: str = "cpu") -> int:
     """Peak memory: CUDA allocator peak on a GPU, the process's max RSS on the CPU."""
-    import torch
-
     if device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated())
     import resource

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from sqft.errors import SqftError
 
 __all__ = ["DEVICE_TYPES", "check_device", "has_fast_bf16", "compute_dtype"]
@@ -13,8 +15,6 @@ DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 def _available(kind: str) -> tuple[bool, int]:
     """(available, device count) of a device type in this torch build."""
-    import torch
-
     if kind == "cpu":
         return True, 1
     if kind == "cuda":

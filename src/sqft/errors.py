@@ -7,6 +7,8 @@ can fix; use `assert` only for internal invariants.
 
 from __future__ import annotations
 
+import importlib
+
 __all__ = ["SqftError", "OutputExistsError", "MissingExtraError"]
 
 
@@ -24,8 +26,6 @@ class MissingExtraError(SqftError, ImportError):
 
 def require(module: str, extra: str):
     """Import an optional dependency or raise `MissingExtraError` naming the pip extra."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as e:

@@ -13,6 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from sqft.errors import SqftError, require
 
 __all__ = [
@@ -115,8 +117,6 @@ def check_safetensors(directory: str | os.PathLike) -> list[Path]:
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
     """`safetensors.torch.load_file`, after the header check, with any remaining error as one SqftError."""
-    from safetensors.torch import load_file
-
     safetensors_header(path)
     try:
         return load_file(str(path))

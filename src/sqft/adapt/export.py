@@ -33,6 +33,7 @@ from sqft.adapt.variants import QAParams
 from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
 from sqft.files import load_safetensors, read_json_file, safetensors_header
+from sqft.modeling.structure import find_target_linears
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -228,8 +229,6 @@ def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike, force: b
 
     A SparsePEFT adapter's recorded mask must equal the base's zeros (`provenance.check_mask`), unless `force`.
     """
-    from sqft.modeling.structure import find_target_linears
-
     d = Path(adapter_dir)
     meta = read_elastic_config(d)
     cfg = _adapt_config(meta)

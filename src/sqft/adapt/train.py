@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig, TrainConfig
@@ -145,8 +146,6 @@ def _adapter_trainer_class():
                 return super()._save(output_dir, state_dict)
             if not self.args.should_save:
                 return
-            from safetensors.torch import save_file
-
             out = Path(output_dir or self.args.output_dir)
             out.mkdir(parents=True, exist_ok=True)
             save_file(adapter_state(self.accelerator.unwrap_model(self.model)), str(out / CHECKPOINT_FILE))
@@ -154,8 +153,6 @@ def _adapter_trainer_class():
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
             if self._engine_owns_checkpoints():
                 return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            from safetensors.torch import load_file
-
             path = Path(resume_from_checkpoint) / CHECKPOINT_FILE
             if not path.is_file():
                 raise SqftError(

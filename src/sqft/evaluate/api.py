@@ -14,8 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import sqft.data as D
+from sqft.calibration.data import load_texts
 from sqft.errors import OutputExistsError, SqftError
+from sqft.evaluate import gsm8k, instructions, lm_eval_backend, multiple_choice, perplexity
 from sqft.evaluate.intervals import ACCURACY_METRICS, metric_interval
+from sqft.quantize.qlinear import dequantized_weights
 from sqft.typecheck import check_field_types
 
 __all__ = [
@@ -117,11 +121,7 @@ def load_task_data(spec: TaskSpec) -> dict:
 
     `{"texts"}` for perplexity, `{"examples"}` otherwise, plus `{"fewshot"}` for GSM8K.
     """
-    import sqft.data as D
-
     if spec.task == "perplexity":
-        from sqft.calibration.data import load_texts
-
         return {"texts": load_texts(spec.data, field=spec.text_field, split=spec.split)}
     if spec.task == "mc":
         return {"examples": D.load_multiple_choice(spec.data, spec.split, spec.limit)}
@@ -143,8 +143,6 @@ def run_task(
 
     An mc task's metrics name the backend that scored it.
     """
-    from sqft.evaluate import gsm8k, instructions, lm_eval_backend, multiple_choice, perplexity
-
     data = data if data is not None else load_task_data(spec)
     common = {"batch_size": spec.batch_size, "limit": spec.limit, "device": device, "progress": progress}
     if spec.task == "perplexity":
@@ -180,8 +178,6 @@ def evaluate(
 
     `data` may hold pre-loaded `load_task_data` results by task name.
     """
-    from sqft.quantize.qlinear import dequantized_weights
-
     results = {}
     for name, spec in tasks.items():
         t0 = time.perf_counter()

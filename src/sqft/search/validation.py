@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqft.data import load_multiple_choice, load_training_examples, read_records, training_format_of
 from sqft.errors import SqftError
 
 __all__ = [
@@ -38,8 +39,6 @@ METRICS = ("auto", "accuracy", "loss")
 def detect_format(source: str | os.PathLike, split: str = "validation") -> str:
     """'mc' for multiple-choice records, 'gsm8k' for question/answer, 'math' for LLM-Adapters records, 'text'
     for plain text or prompt/response records (scored by loss, as `sqft finetune` trains on them)."""
-    from sqft.data import read_records, training_format_of
-
     rec = read_records(source, split)[0]
     fmt = training_format_of(rec.record)
     if fmt is None:
@@ -54,8 +53,6 @@ def load_validation(
     source: str | os.PathLike, fmt: str = "auto", split: str = "validation"
 ) -> tuple[str, list]:
     """(format, examples): `MCExample`s for 'mc', `TrainingExample`s (prompt + reference response) otherwise."""
-    from sqft.data import load_multiple_choice, load_training_examples
-
     if fmt not in FORMATS:
         raise SqftError(f"validation format '{fmt}' is unknown: use one of {', '.join(FORMATS)}")
     fmt = detect_format(source, split) if fmt == "auto" else fmt
