@@ -28,7 +28,7 @@ def test_quantize_writes_gptq_artifact_with_manifest(model_dir, calib_file, tmp_
     sd = load_file(out / "model.safetensors")
     assert sd["model.layers.0.mlp.down_proj.qweight"].shape == (128 * 4 // 32, 64)
     assert "model.layers.0.mlp.down_proj.weight" not in sd
-    model = load_model(out)  # through sqft.modeling's loader
+    model = load_model(out)  # through sqft.loading, which reads INT4 checkpoints
     assert isinstance(model.model.layers[1].self_attn.o_proj, QuantLinear)
     assert torch.isfinite(model(torch.tensor([[5, 6, 7]])).logits).all()
 
