@@ -81,7 +81,13 @@ def _recipe(work: Path, pipeline: str) -> dict:
         "finetune": {
             "data": {"source": str(work / "train.jsonl"), "format": "gsm8k"},
             "adapter": {"adapter": "nls", "ranks": [8, 4], "r_max": 8, "alpha": 16, "dropout": 0.0},
-            "train": {"max_steps": 3, "batch_size": 4, "micro_batch_size": 2, "cutoff": 256, "warmup_steps": 0},
+            "train": {
+                "max_steps": 3,
+                "batch_size": 4,
+                "micro_batch_size": 2,
+                "cutoff": 256,
+                "warmup_steps": 0,
+            },
         },
         "evaluate": {"ppl": {"task": "perplexity", "data": str(work / "calib.txt"), "seq_len": 64}},
     }

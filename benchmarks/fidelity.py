@@ -107,7 +107,9 @@ class Study:
         """The evaluation artifact of a model (plus an adapter), made once."""
         from sqft.pipeline import evaluate_once
 
-        return evaluate_once(self.work, path, self.data.tasks, adapter, self.args.device, self.args.dtype, True)
+        return evaluate_once(
+            self.work, path, self.data.tasks, adapter, self.args.device, self.args.dtype, True
+        )
 
     def unmerged(self, st) -> Path:
         """The merged pipeline's adapter, not merged: its median sub-adapter on the base it was trained on."""

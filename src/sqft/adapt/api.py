@@ -30,4 +30,3 @@ def resolve_qa_base(adapt: AdaptConfig, fp16_parent: bool) -> AdaptConfig:
         "the paper's fp16 base, pass the fp16 sparse model as MODEL and the INT4 model as --qa-int4"
     )
     return adapt.with_(qa_base="gptq-dither")
-

@@ -240,6 +240,50 @@ def _engine(trainer) -> str:
     return "ddp" if world_size() > 1 else "none"
 
 
+def _trainer(
+    model: nn.Module,
+    adapt: AdaptConfig,
+    train: TrainConfig,
+    args: Any,
+    rows: list,
+    collate: Any,
+    callbacks: Sequence[Any],
+) -> tuple[Any, NLSCallback | None]:
+    """The adapter Trainer with sqft's callbacks (the NLS sampler when there are elastic groups, then the
+    checkpoint-done marker) before the caller's."""
+    own: list[Any] = []
+    nls = None
+    if groups_of(model):
+        spaces = {g: list(adapt.ranks) for g in groups_of(model)}
+        nls = NLSCallback(model, spaces, seed=train.nls_seed)
+        own.append(nls)
+    own.append(_checkpoint_done_callback())  # after NLSCallback, whose on_save writes its statistics
+    trainer = _adapter_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=_Examples(rows),
+        data_collator=collate,
+        callbacks=own + list(callbacks),
+    )
+    return trainer, nls
+
+
+def _training_figures(trainer: Any, result: Any, n_train: int, resume: str | None) -> dict[str, Any]:
+    """Steps, losses (first, last, the logged curve) and runtime of a finished training run."""
+    logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    losses = [loss for _, loss in logged]
+    return {
+        "trainable_parameters": n_train,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "loss_first_logged": losses[0] if losses else None,
+        "loss_last_logged": losses[-1] if losses else None,
+        "loss_curve": [[step, round(loss, 4)] for step, loss in logged],
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "resumed_from": resume,
+    }
+
+
 def finetune(
     model: nn.Module,
     tokenizer,
@@ -267,20 +311,7 @@ def finetune(
     n_fusable = set_fused(model, fused)
     train = train.resolved(adapt, int4_base=int4)
     args = _training_args(train, Path(work_dir), progress)
-    own: list[Any] = []
-    nls = None
-    if groups_of(model):
-        spaces = {g: list(adapt.ranks) for g in groups_of(model)}
-        nls = NLSCallback(model, spaces, seed=train.nls_seed)
-        own.append(nls)
-    own.append(_checkpoint_done_callback())  # after NLSCallback, whose on_save writes its statistics
-    trainer = _adapter_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=_Examples(rows),
-        data_collator=collate,
-        callbacks=own + list(callbacks),
-    )
+    trainer, nls = _trainer(model, adapt, train, args, rows, collate, callbacks)
     if train.fsdp and not trainer.is_fsdp_enabled:
         log.warning(
             "fsdp was asked for but the model is not sharded: accelerate runs FSDP on GPUs only, over more than "
@@ -301,17 +332,8 @@ def finetune(
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     model.eval()
-    logged = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    losses = [loss for _, loss in logged]
     figures = {
-        "trainable_parameters": n_train,
-        "steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "loss_first_logged": losses[0] if losses else None,
-        "loss_last_logged": losses[-1] if losses else None,
-        "loss_curve": [[step, round(loss, 4)] for step, loss in logged],
-        "train_runtime_s": result.metrics.get("train_runtime"),
-        "resumed_from": resume,
+        **_training_figures(trainer, result, n_train, resume),
         "adapter_layers": len(adapter_layers(model)),
         "world_size": world_size(),
         "distributed": _engine(trainer),

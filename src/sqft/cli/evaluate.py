@@ -39,6 +39,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="GSM8K solved examples for the few-shot prompt (e.g. train.jsonl)",
     )
+    _add_task_options(p)
+    p.add_argument(
+        "--backend",
+        default="sqft",
+        metavar="sqft|lm-eval",
+        help="who scores --task mc: sqft (default) or lm-evaluation-harness on the same local data "
+        "(pip install 'sqft[lm-eval]'); other tasks run on sqft only",
+    )
+    p.add_argument(
+        "--output", "-o", default=None, help="write results as JSON to this file (refused if it exists)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument(
+        "--int4-kernels",
+        action="store_true",
+        help="run INT4 layers on the packed bf16 kernels, as generate/bench do (default: the exact "
+        "dequantized reference, so the figures are those of the stored codes)",
+    )
+    add_force_arg(p, "evaluate with --adapter")
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_task_options(p: argparse.ArgumentParser) -> None:
+    """How each task runs: shots, limits, batching, lengths, fields, seed."""
     p.add_argument("--n-shot", type=int, default=5, help="GSM8K few-shot examples (default 5)")
     p.add_argument(
         "--limit", type=int, default=None, help="evaluate only the first N items (N windows for perplexity)"
@@ -66,26 +91,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--add-bos", action="store_true", help="prefix prompts with the BOS token (lm-eval does not)"
     )
     p.add_argument("--seed", type=int, default=1234, help="seed for drawing the few-shot examples")
-    p.add_argument(
-        "--backend",
-        default="sqft",
-        metavar="sqft|lm-eval",
-        help="who scores --task mc: sqft (default) or lm-evaluation-harness on the same local data "
-        "(pip install 'sqft[lm-eval]'); other tasks run on sqft only",
-    )
-    p.add_argument(
-        "--output", "-o", default=None, help="write results as JSON to this file (refused if it exists)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    p.add_argument(
-        "--int4-kernels",
-        action="store_true",
-        help="run INT4 layers on the packed bf16 kernels, as generate/bench do (default: the exact "
-        "dequantized reference, so the figures are those of the stored codes)",
-    )
-    add_force_arg(p, "evaluate with --adapter")
-    add_runtime_args(p)
-    p.set_defaults(func=run)
 
 
 def build_specs(args: argparse.Namespace) -> dict:

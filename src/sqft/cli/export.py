@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         )
     config = export.ExportConfig(format=args.format, float_type=args.float_type, name=args.name)
     out = Path(args.output) if args.output else export.default_output(args.model, args.format)
-    manifest = lazy_import("sqft.stages.export").run_export(args.model, out, config, overwrite=args.overwrite, gguf_file=args.gguf_file)
+    manifest = lazy_import("sqft.stages.export").run_export(
+        args.model, out, config, overwrite=args.overwrite, gguf_file=args.gguf_file
+    )
     fig = manifest["figures"]
     size = fig["size_on_disk_bytes"] / 2**20
     if config.format == "gguf":

@@ -34,9 +34,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_extract = lazy_import("sqft.stages.extract").run_extract
-    config = run_extract(
-        args.adapter, args.config, args.output, overwrite=args.overwrite, force=args.force
-    )
+    config = run_extract(args.adapter, args.config, args.output, overwrite=args.overwrite, force=args.force)
     ranks = sorted(set(config.values()))
     print(f"sub-adapter '{args.config}' ({len(config)} groups, ranks {ranks}) saved to {args.output}")
     return 0

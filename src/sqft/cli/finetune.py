@@ -20,7 +20,18 @@ def add_parser(subparsers) -> None:
     )
     add_model_args(p)
     add_output_args(p)
-    d = p.add_argument_group("data")
+    _add_data_args(p.add_argument_group("data"))
+    a = p.add_argument_group("adapter")
+    _add_adapter_args(a)
+    _add_variant_args(a)
+    t = p.add_argument_group("training")
+    _add_schedule_args(t)
+    _add_engine_args(t)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
+    p.set_defaults(func=run)
+
+
+def _add_data_args(d: argparse._ArgumentGroup) -> None:
     d.add_argument(
         "--data",
         required=True,
@@ -46,7 +57,9 @@ def add_parser(subparsers) -> None:
         help="custom response template, e.g. ' {a}' (without it the filled --template is one text)",
     )
     d.add_argument("--data-limit", type=int, default=None, help="use only the first N records")
-    a = p.add_argument_group("adapter")
+
+
+def _add_adapter_args(a: argparse._ArgumentGroup) -> None:
     a.add_argument(
         "--pipeline",
         choices=["lora", "shears", "sqft", "sqft-sparsepeft", "sqft-qa-sparsepeft"],
@@ -82,6 +95,10 @@ def add_parser(subparsers) -> None:
         default="layer_qkv",
         help="NLS groups: per layer q,k,v (default), per module, per layer all targets",
     )
+
+
+def _add_variant_args(a: argparse._ArgumentGroup) -> None:
+    """SparsePEFT / QA-SparsePEFT and the QA base."""
     a.add_argument(
         "--sparse-adapter", action="store_true", help="SparsePEFT: mask the adapter by the base's zeros"
     )
@@ -101,7 +118,9 @@ def add_parser(subparsers) -> None:
     a.add_argument(
         "--qa-int4", default=None, help="with --qa-base fp16 or auto: the INT4 model giving scales/zeros"
     )
-    t = p.add_argument_group("training")
+
+
+def _add_schedule_args(t: argparse._ArgumentGroup) -> None:
     t.add_argument(
         "--lr", type=float, default=None, help="learning rate (default 3e-4; 1e-4 for sqft on INT4)"
     )
@@ -119,6 +138,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--cutoff", type=int, default=256, help="max tokens per example (default 256)")
     t.add_argument("--seed", type=int, default=0, help="seed for init, data order and dropout")
     t.add_argument("--nls-seed", type=int, default=0, help="seed of the NLS configuration sampler")
+
+
+def _add_engine_args(t: argparse._ArgumentGroup) -> None:
+    """Kernels, parallelism, precision, checkpoints and logging."""
     t.add_argument(
         "--fused",
         action=argparse.BooleanOptionalAction,
@@ -152,8 +175,6 @@ def add_parser(subparsers) -> None:
         help="delete the checkpoints of an earlier, interrupted run on this --output and start over "
         "(without it a run resumes them, and refuses them when they were written with other settings)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
-    p.set_defaults(func=run)
 
 
 def _adapt_config(args: argparse.Namespace) -> AdaptConfig:

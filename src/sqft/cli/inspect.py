@@ -26,5 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     inspect_model = lazy_import("sqft.inspect_model")
     info = inspect_model.inspect_artifact(args.model)
-    print(json.dumps(info, indent=2) if args.json else inspect_model.format_inspection(info, per_layer=not args.no_layers))
+    print(
+        json.dumps(info, indent=2)
+        if args.json
+        else inspect_model.format_inspection(info, per_layer=not args.no_layers)
+    )
     return 0

@@ -76,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         bootstrap_resamples=args.bootstrap_resamples,
     )
-    rows = lazy_import("sqft.stages.report").run_report(args.artifacts, args.output, config, overwrite=args.overwrite)
+    rows = lazy_import("sqft.stages.report").run_report(
+        args.artifacts, args.output, config, overwrite=args.overwrite
+    )
     print(report.markdown_table(rows))
     if config.compare and len(rows) > 1:
-        compared = lazy_import("sqft.report.compare").compare_rows(rows, config.baseline, config.bootstrap_resamples, config.seed)
+        compared = lazy_import("sqft.report.compare").compare_rows(
+            rows, config.baseline, config.bootstrap_resamples, config.seed
+        )
         table = lazy_import("sqft.report.tables").markdown_comparison([c for c in compared if c.differences])
         if table:
             print(f"\ncompared with {compared[0].baseline}:\n{table}")

@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"  not checked offline: {note}")
         return 0
-    state = lazy_import("sqft.pipeline").run_recipe(recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet)
+    state = lazy_import("sqft.pipeline").run_recipe(
+        recipe, args.output or f"runs/{recipe.name}", quiet=args.quiet
+    )
     for stage, d in state.dirs.items():
         print(f"{stage:<9} {'skipped' if stage in state.skipped else 'done   '} {d}")
     for task, metrics in (state.results or {}).items():

@@ -32,7 +32,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="hill-climbing",
         help="median | maximal | minimal | most-frequent | min-loss[:K] | hill-climbing | path to a config JSON",
     )
-    g = p.add_argument_group("validation")
+    _add_validation_args(p.add_argument_group("validation"))
+    _add_hill_climbing_args(p.add_argument_group("hill-climbing (paper Algorithm 1)"))
+    p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size (default 8)")
+    p.add_argument(
+        "--cutoff", type=int, default=256, help="tokens per example for the loss metric (default 256)"
+    )
+    p.add_argument(
+        "--no-extract", action="store_true", help="write the configuration only, not the sub-adapter"
+    )
+    add_output_args(p)
+    add_force_arg(p, "search on --base")
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_validation_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--validation",
         default=None,
@@ -54,7 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="the test data you will report on: the search refuses validation data that is (or overlaps) it",
     )
-    h = p.add_argument_group("hill-climbing (paper Algorithm 1)")
+
+
+def _add_hill_climbing_args(h: argparse._ArgumentGroup) -> None:
     h.add_argument("--turns", type=int, default=10, help="T: number of turns (default 10)")
     h.add_argument("--neighbours", type=int, default=8, help="N: neighbours scored per turn (default 8)")
     h.add_argument(
@@ -64,17 +81,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--budget", type=int, default=50, help="most configurations scored, median included (default 50)"
     )
     h.add_argument("--seed", type=int, default=0, help="seed for the proxy set and the neighbour sampling")
-    p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size (default 8)")
-    p.add_argument(
-        "--cutoff", type=int, default=256, help="tokens per example for the loss metric (default 256)"
-    )
-    p.add_argument(
-        "--no-extract", action="store_true", help="write the configuration only, not the sub-adapter"
-    )
-    add_output_args(p)
-    add_force_arg(p, "search on --base")
-    add_runtime_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

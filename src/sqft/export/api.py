@@ -117,4 +117,3 @@ def check_export(inputs: ExportInputs, tokenizer: Any, config: ExportConfig) -> 
         plan_gguf(inputs, tokenizer, config.float_type)
     else:
         check_compressed_tensors(inputs)
-

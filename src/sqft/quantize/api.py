@@ -220,4 +220,3 @@ def quantize(
         numel=sum(f["numel"] for f in layers.values()),
         seconds=time.perf_counter() - t0,
     )
-

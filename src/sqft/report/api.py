@@ -163,8 +163,9 @@ def _rows_json(rows: list[ReportRow], comparisons: list[Comparison]) -> list[dic
     ]
 
 
-
-def build_report(paths: list[str | os.PathLike], cfg: ReportConfig) -> tuple[list[ReportRow], list[Comparison]]:
+def build_report(
+    paths: list[str | os.PathLike], cfg: ReportConfig
+) -> tuple[list[ReportRow], list[Comparison]]:
     """Collect the artifacts, optionally time them, compare them; returns the rows and the comparisons that
     hold differences."""
     if cfg.plots:

@@ -160,4 +160,3 @@ def sparsity_report(
         zeros += z
         total += W.numel()
     return {"total": zeros / max(total, 1), "zeros": zeros, "numel": total, "per_layer": per_layer}
-
