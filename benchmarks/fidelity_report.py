@@ -75,7 +75,7 @@ def plot_part(part: str, rows: list[ReportRow], path: Path) -> Path | None:
         width = 0.8 / len(TESTS)
         for j, task in enumerate(TESTS):
             values = [_acc(r, task) for r in rows]
-            below, above = error_bars([v for v, _ in values], [ci for _, ci in values])
+            below, above = error_bars([v / 100 for v, _ in values], [ci for _, ci in values])  # fractions in
             xs = [i + (j - (len(TESTS) - 1) / 2) * width for i in range(len(rows))]
             ax.bar(xs, [v for v, _ in values], width, yerr=[below, above], capsize=2, label=task)
         ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=25, ha="right", fontsize="small")
@@ -98,7 +98,7 @@ def _sweep_axis(ax, rows: list[ReportRow], task: str) -> None:
         )
         if points:
             xs, ys, cis = zip(*points, strict=True)
-            below, above = error_bars(list(ys), list(cis))
+            below, above = error_bars([y / 100 for y in ys], list(cis))  # fractions in, percent out
             ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=name)
     ax.set_title(task)
     ax.set_xlabel("sparsity (%)")
