@@ -7,9 +7,18 @@ PEFT's LoRA on the same model and batch; QA-SparsePEFT's memory also against `qa
 holds an fp16 copy of the target weights (QA on the dequantized fp16 weights, non-target layers INT4) — the
 issue's targets are ≤ 1.1× (SparsePEFT time and memory), ≤ 1.03× (NLS vs fixed-rank sqft LoRA), ≤ 1.25× time
 and ≤ 0.6× memory vs the fp16 copy (QA). `int4-nls` is the sqft pipeline (a dense NLS adapter on the INT4 base);
-the `-nodrop` variants run with adapter dropout 0, where the masked adapter folds into one matmul. On a CPU every
-variant is built at once and they are stepped in turn (`--interleave`); on a GPU one after another, each with its
-own CUDA peak. Writes JSON (and prints a table). Llama-3-8B shapes on a GPU:
+the `-nodrop` variants run with adapter dropout 0, where the masked adapter folds into one matmul.
+
+The designs the targets are stated against, in the same run: `authors-sparsepeft`, the authors' SparsePEFT
+(`y = x Wᵀ + dropout(x) Lᵀ` in plain autograd, `AdapterLinear.path = "reference"`, two GEMMs, L kept for backward);
+`qa-fp16-copy` (above); and the matmul floors, `floor-3` (the target weights themselves get gradients: forward,
+∂x and ∂W, three weight-sized GEMMs per target layer, no optimizer work) and `floor-5` (a second, trained branch
+on the dropped input: five), each also `-int4` on the INT4 model of the QA variants. Targets (a GPU benchmark):
+SparsePEFT and QA-SparsePEFT steps ≤ 1.1× their own floor (folded: 3, SparsePEFT with dropout: 5); the one-GEMM
+SparsePEFT ≤ 0.75× the authors' design; memory ≤ 1.05× PEFT LoRA (SparsePEFT), ≤ 0.6× the fp16 copy (QA).
+
+On a CPU every variant is built at once and they are stepped in turn (`--interleave`); on a GPU one after
+another, each with its own CUDA peak. Writes JSON (and prints a table). Llama-3-8B shapes on a GPU:
 
     python benchmarks/adapt_step_bench.py --hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 \
         --vocab 128256 --layers 4 --batch 4 --seq 1024 --dtype bfloat16 --out bench.json
@@ -23,8 +32,10 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
+from adapt_step_report import print_static, print_table
 
-from sqft.adapt import AdaptConfig, inject_adapters
+from sqft.adapt import AdaptConfig, adapter_layers, inject_adapters
 from sqft.fused import fused_by_default, set_fused
 from sqft.modeling.structure import find_target_linears
 from sqft.quantize.format import replace_module
@@ -81,8 +92,40 @@ def build(args, sparse: bool, int4: bool, fp16_targets: bool = False):
     return model, qa_params
 
 
+class TwoBranch(torch.nn.Module):
+    """The 5-GEMM floor: y = x Wᵀ + dropout(x) Vᵀ with V (out, in) trained, W frozen."""
+
+    def __init__(self, base: torch.nn.Linear) -> None:
+        super().__init__()
+        self.base = base
+        self.V = torch.nn.Parameter(torch.zeros_like(base.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + F.linear(F.dropout(x, 0.1, self.training), self.V)
+
+
+def make_floor(model, gemms: int) -> None:
+    """Turn the target linears into a matmul floor of `gemms` weight-sized GEMMs per step (3 or 5)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, lin in find_target_linears(model, TARGETS).items():
+        if gemms == 3:
+            lin.weight.requires_grad_(True)
+        else:
+            replace_module(model, name, TwoBranch(lin))
+
+
 def variants():
+    sparse, int4, copy = dict(sparse=True, int4=False), dict(sparse=True, int4=True), dict(fp16_targets=True)
     return {
+        "floor-3": ("floor3", sparse, None),
+        "floor-5": ("floor5", sparse, None),
+        "floor-3-int4": ("floor3", int4 | copy, None),
+        "authors-sparsepeft": (
+            "reference",
+            sparse,
+            AdaptConfig(adapter="nls", sparse_adapter=True),
+        ),
         "peft-lora": ("peft", dict(sparse=True, int4=False), None),
         "sqft-lora": ("sqft", dict(sparse=True, int4=False), AdaptConfig(adapter="lora")),
         "sqft-nls": ("sqft", dict(sparse=True, int4=False), AdaptConfig(adapter="nls")),
@@ -117,7 +160,9 @@ def variants():
 
 def prepare(kind, model_kw, cfg, args):
     model, qa_params = build(args, **model_kw)
-    if kind == "peft":
+    if kind.startswith("floor"):
+        make_floor(model, int(kind[-1]))
+    elif kind == "peft":
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(
@@ -132,6 +177,9 @@ def prepare(kind, model_kw, cfg, args):
     else:
         inject_adapters(model, cfg, qa_params)
         set_fused(model, args.fused == "on" or (args.fused == "auto" and fused_by_default()))
+        if kind == "reference":  # the plain-autograd design: weights kept from forward to backward
+            for layer in adapter_layers(model).values():
+                layer.path = "reference"
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model.train()
@@ -186,7 +234,8 @@ class Run:
     def __init__(self, kind, model_kw, cfg, args) -> None:
         self.model = prepare(kind, model_kw, cfg, args)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.params, lr=1e-4)
+        # a floor computes its gradients but updates nothing (AdamW on whole weights is no adapter's cost)
+        self.opt = None if kind.startswith("floor") else torch.optim.AdamW(self.params, lr=1e-4)
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen).to(args.device)
         self.times: list[float] = []
@@ -196,18 +245,22 @@ class Run:
         clock = time.process_time if args.clock == "process" else time.perf_counter
         t0 = clock()
         self.model(self.x, labels=self.x).loss.backward()
-        self.opt.step()
-        self.opt.zero_grad()
+        if self.opt is not None:
+            self.opt.step()
+            self.opt.zero_grad()
+        else:
+            self.model.zero_grad(set_to_none=True)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         return clock() - t0
 
     def summary(self) -> dict:
         saved = saved_bytes(self.model, self.x)
+        state = state_bytes(self.model, self.opt) if self.opt is not None else 0
         return {
             "step_s": statistics.median(self.times),
             "saved_for_backward_bytes": saved,
-            "memory_model_bytes": state_bytes(self.model, self.opt) + saved,
+            "memory_model_bytes": state + saved,
             "trainable": sum(p.numel() for p in self.params),
         }
 
@@ -248,7 +301,7 @@ def bench_interleaved(selected: dict, args) -> dict:
     return {name: run.summary() for name, run in runs.items()}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--intermediate", type=int, default=None, help="default: 3 × hidden")
@@ -298,6 +351,11 @@ def main() -> None:
         args.interleave = not args.device.startswith("cuda")
     if args.interleave and args.device.startswith("cuda"):
         p.error("--interleave mixes the variants' CUDA peaks; run them one at a time on a GPU")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     selected = {name: v for name, v in variants().items() if not args.only or name in args.only}
@@ -311,45 +369,6 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)
-
-
-def _ratio(results, name, ref, key) -> float:
-    a, b = results.get(name, {}).get(key), results.get(ref, {}).get(key)
-    return a / b if a is not None and b else float("nan")
-
-
-def print_static(results: dict) -> None:
-    print(f"{'variant':20s} {'static MiB':>11s} {'x peft':>7s} {'x fp16-copy':>12s}")
-    for name, r in results.items():
-        r["memory_ratio"] = _ratio(results, name, "peft-lora", "static_bytes")
-        r["vs_fp16_copy"] = _ratio(results, name, "qa-fp16-copy", "static_bytes")
-        print(
-            f"{name:20s} {r['static_bytes'] / 2**20:11.1f} {r['memory_ratio']:7.2f} {r['vs_fp16_copy']:12.2f}"
-        )
-
-
-def print_table(results: dict) -> None:
-    """Ratios against PEFT's LoRA (and NLS vs sqft LoRA, QA vs the fp16-copy design), stored in `results`."""
-    mem = "cuda_peak_bytes" if any("cuda_peak_bytes" in r for r in results.values()) else "memory_model_bytes"
-    print(f"memory column: {mem}")
-    print(
-        f"{'variant':20s} {'step s':>8s} {'x peft':>7s} {'memory MiB':>11s} {'x peft':>7s} {'saved MiB':>10s}"
-    )
-    for name, r in results.items():
-        r["step_ratio"] = _ratio(results, name, "peft-lora", "step_s")
-        r["memory_ratio"] = _ratio(results, name, "peft-lora", mem)
-        print(
-            f"{name:20s} {r['step_s']:8.3f} {r['step_ratio']:7.2f} {r[mem] / 2**20:11.1f} "
-            f"{r['memory_ratio']:7.2f} {r['saved_for_backward_bytes'] / 2**20:10.1f}"
-        )
-    nls = _ratio(results, "sqft-nls", "sqft-lora", "step_s")
-    qa_t = _ratio(results, "qa-sparsepeft", "peft-lora", "step_s")
-    qa_m = _ratio(results, "qa-sparsepeft", "qa-fp16-copy", mem)
-    results["targets"] = {"nls_vs_lora_step": nls, "qa_vs_fp16_copy_memory": qa_m, "qa_vs_peft_step": qa_t}
-    print(
-        f"NLS / sqft LoRA step {nls:.2f} (target ≤ 1.03); QA / PEFT LoRA step {qa_t:.2f} (≤ 1.25); "
-        f"QA / fp16-copy memory {qa_m:.2f} (≤ 0.6)"
-    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 Isolates what a masked adapter costs per layer from the rest of a model (attention, norms, the head). Per form:
 median time of forward + backward of one layer, its ratio to a LoRA layer on the same weight and tokens (in the
 same run, forms stepped in turn), and the floor that ratio cannot go below: the weight-sized matmuls of the form
-over LoRA's two (3/2 without dropout, where `∂L = gᵀx` is the extra one; 5/2 with dropout, where the dropped
-input needs its own pair). What is above the floor is the weight rebuild. Llama-3-8B's up_proj on a GPU:
+over LoRA's two (3/2 folded, where `∂L = gᵀx` is the extra one; 5/2 for SparsePEFT with adapter-branch dropout,
+where the dropped input needs its own pair; QA-SparsePEFT drops the layer input and stays folded with or without
+dropout). What is above the floor is the weight rebuild. `authors-sparsepeft` is the authors' design in plain
+autograd (`adapt.reference.sparse_peft` with its dropout branch: two GEMMs, L kept for backward), the baseline of
+the one-GEMM SparsePEFT. Llama-3-8B's up_proj on a GPU:
 
     python benchmarks/adapter_layer_bench.py --out-features 14336 --in-features 4096 --tokens 4096 \
         --dtype bfloat16 --device cuda
@@ -20,12 +23,21 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sqft.adapt.variants import adapted_linear, dense_base_weights, int4_base_weights, pack_mask
+from sqft.adapt import reference
+from sqft.adapt.equations import pack_mask
+from sqft.adapt.recompute import FloatBase, Int4Base, adapted_linear
 from sqft.fused import fused_by_default
 from sqft.quantize.qlinear import QuantLinear
 from sqft.quantize.rtn import rtn_quantize
 
-FLOOR = {"lora": 1.0, "sparsepeft": 1.5, "sparsepeft-drop": 2.5, "qa-int4": 1.5, "qa-int4-drop": 2.5}
+FLOOR = {
+    "lora": 1.0,
+    "sparsepeft": 1.5,
+    "sparsepeft-drop": 2.5,
+    "authors-sparsepeft": 2.5,
+    "qa-int4": 1.5,
+    "qa-int4-drop": 1.5,
+}
 
 
 def forms(args) -> dict:
@@ -44,19 +56,24 @@ def forms(args) -> dict:
     xd = F.dropout(x.detach(), 0.1).requires_grad_()
     gy = torch.randn(args.tokens, out, generator=g).to(dev, dt)
     fused = args.fused == "on" or (args.fused == "auto" and fused_by_default())
-    dense = dense_base_weights(lambda: W, pack_mask(W != 0), None, fused)
-    codes = int4_base_weights(int4.codes_t, 4, True, fused)
+    M = W != 0
+    dense = FloatBase(lambda: W, pack_mask(M), None, fused)
+    codes = Int4Base(int4.codes_t, 4, masked=True, fused=fused)
 
     def lora():  # PEFT's form: frozen base + B A on the dropped input
         y = F.linear(x, W) + F.linear(F.linear(xd, A.to(dt)), B.to(dt)) * s
         y.backward(gy)
 
+    def authors():  # y = x Wᵀ + dropout(x) Lᵀ in plain autograd (the dropout is drawn outside, as for LoRA)
+        reference.sparse_peft(x, W, A, B, s, M, dropout=lambda _: xd).backward(gy)
+
     return {
         "lora": lora,
-        "sparsepeft": lambda: adapted_linear(x, None, A, B, s, dense).backward(gy),
-        "sparsepeft-drop": lambda: adapted_linear(x, xd, A, B, s, dense).backward(gy),
-        "qa-int4": lambda: adapted_linear(x, None, A, B, s, codes).backward(gy),
-        "qa-int4-drop": lambda: adapted_linear(x, xd, A, B, s, codes).backward(gy),
+        "sparsepeft": lambda: adapted_linear(x, A, B, s, dense).backward(gy),
+        "sparsepeft-drop": lambda: adapted_linear(x, A, B, s, dense, x_drop=xd).backward(gy),
+        "authors-sparsepeft": authors,
+        "qa-int4": lambda: adapted_linear(x, A, B, s, codes).backward(gy),
+        "qa-int4-drop": lambda: adapted_linear(xd, A, B, s, codes).backward(gy),
     }
 
 

@@ -1,5 +1,7 @@
-"""Bit identity of the pipeline: a tiny offline SparsePEFT and QA-SparsePEFT run with a fixed seed, then the
-sha256 of each merged model's state dict. A refactoring that keeps behaviour keeps both hashes.
+"""Bit identity of the pipeline: tiny offline SparsePEFT and QA-SparsePEFT runs with a fixed seed, then the
+sha256 of each merged model's state dict. A refactoring that keeps behaviour keeps every hash.
+
+The runs: SparsePEFT and QA-SparsePEFT on each QA base (fp16, gptq, gptq-dither), each with dropout 0 and 0.1.
 
     PYTHONPATH=src python benchmarks/bit_identity.py [--work DIR]
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import string
 import sys
 import tempfile
@@ -27,7 +30,14 @@ try:
 except ImportError:  # a tree from before sqft.loading, where sqft.modeling loaded INT4 too
     from sqft.modeling import load_model
 
-PIPELINES = ("sqft-sparsepeft", "sqft-qa-sparsepeft")
+# (pipeline, qa_base): SparsePEFT, and QA-SparsePEFT on each of its bases
+VARIANTS = (
+    ("sqft-sparsepeft", None),
+    ("sqft-qa-sparsepeft", "fp16"),
+    ("sqft-qa-sparsepeft", "gptq"),
+    ("sqft-qa-sparsepeft", "gptq-dither"),
+)
+DROPOUTS = (0.0, 0.1)
 CORPUS = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May? Natalia sold 48/2 = 24 clips in May. "
@@ -70,17 +80,20 @@ def _tiny_model(seed: int = 0) -> LlamaForCausalLM:
     return model.eval()
 
 
-def _recipe(work: Path, pipeline: str) -> dict:
+def _recipe(work: Path, pipeline: str, qa_base: str | None, dropout: float) -> dict:
     section = {"n_samples": 4, "seq_len": 32}
+    adapter = {"adapter": "nls", "ranks": [8, 4], "r_max": 8, "alpha": 16, "dropout": dropout}
+    if qa_base is not None:
+        adapter["qa_base"] = qa_base
     data = {
-        "name": f"bit-{pipeline}",
+        "name": f"bit-{pipeline}-{qa_base}-{dropout}",
         "model": str(work / "tiny"),
         "pipeline": pipeline,
         "sparsify": {"method": "wanda", "sparsity": 0.5, "calibration": str(work / "calib.txt"), **section},
         "quantize": {"method": "gptq", "bits": 4, "group_size": 32, **section},
         "finetune": {
             "data": {"source": str(work / "train.jsonl"), "format": "gsm8k"},
-            "adapter": {"adapter": "nls", "ranks": [8, 4], "r_max": 8, "alpha": 16, "dropout": 0.0},
+            "adapter": adapter,
             "train": {
                 "max_steps": 3,
                 "batch_size": 4,
@@ -117,12 +130,13 @@ def main(argv: list[str] | None = None) -> None:
     train, _ = generate_splits(24, 6, seed=0)
     write_jsonl(train, work / "train.jsonl")
     (work / "calib.txt").write_text(CORPUS)
-    for pipeline in PIPELINES:
+    for (pipeline, qa_base), dropout in itertools.product(VARIANTS, DROPOUTS):
         torch.manual_seed(0)
-        path = work / f"{pipeline}.yaml"
-        path.write_text(yaml.safe_dump(_recipe(work, pipeline)))
+        recipe = _recipe(work, pipeline, qa_base, dropout)
+        path = work / f"{recipe['name']}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
         state = run_recipe(load_recipe(path), work / "run", quiet=True)
-        print(f"{pipeline}: {state_dict_sha256(state.dirs['merge'])}")
+        print(f"{pipeline} qa_base={qa_base} dropout={dropout}: {state_dict_sha256(state.dirs['merge'])}")
     sys.stdout.flush()
 
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import CORPUS, char_tokenizer, tiny_llama
+from tests.tolerance import assert_close
 
 
 def _free_port() -> int:
@@ -57,7 +58,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert a.keys() == b.keys()
     moved = 0
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
+        assert_close(a[k], b[k], torch.float32, 1024, msg=k)  # gradients all-reduced: other sums, other order
         moved += int(k.endswith("lora_B.weight") and a[k].abs().sum() > 0)
     assert moved == 10
     sa = json.loads((tmp_path / "single" / "nls_stats.json").read_text())

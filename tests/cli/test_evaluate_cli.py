@@ -2,6 +2,7 @@ import json
 
 from sqft.cli import main
 from tests.conftest import CORPUS
+from tests.tolerance import assert_close
 
 
 def mc_file(tmp_path, records=None):
@@ -115,4 +116,5 @@ def test_adapter_is_applied(model_dir, tmp_path):
     argv = ["evaluate", str(model_dir), "--adapter", str(tmp_path / "adapter"), "--perplexity", str(txt)]
     assert main(argv + ["--seq-len", "64", "-o", str(out), "-q"]) == 0
     got = json.loads(out.read_text())["results"]["perplexity"]["perplexity"]
-    assert abs(got - want) < 1e-4 * want and abs(got - base_ppl) > 1e-3 * base_ppl
+    assert_close(got, want, torch.float32, 256)  # exp of a mean over the tokens, summed in another order
+    assert abs(got - base_ppl) > 1e-3 * base_ppl

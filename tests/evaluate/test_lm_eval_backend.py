@@ -11,6 +11,7 @@ from sqft.data import load_multiple_choice
 from sqft.errors import SqftError
 from sqft.evaluate import TaskSpec, evaluate, evaluate_multiple_choice, evaluate_multiple_choice_lm_eval
 from tests.evaluate.helpers import BigramLM
+from tests.tolerance import gamma
 
 pytest.importorskip("lm_eval")
 
@@ -40,11 +41,10 @@ WINOGRANDE = [
 
 def assert_same_scores(ours: list[list[float]], theirs: list[list[float]]) -> None:
     """Equal up to float32 rounding: 64 ulps of each summed log-likelihood's magnitude."""
-    eps = torch.finfo(torch.float32).eps
     assert [len(x) for x in ours] == [len(y) for y in theirs]
     for x, y in zip(ours, theirs, strict=True):
         for a, b in zip(x, y, strict=True):
-            assert abs(a - b) <= 64 * eps * max(1.0, abs(a)), (x, y)
+            assert abs(a - b) <= gamma(128, torch.float32) * max(1.0, abs(a)), (x, y)
 
 
 def write_jsonl(path, records):

@@ -14,6 +14,7 @@ from sqft.export.gguf import write_gguf
 from sqft.export.inputs import export_inputs
 from sqft.export.tokenizer import TOKEN_TYPES
 from tests.export.helpers import CHAT_TEMPLATE, bpe_llama, bpe_tokenizer, int4_llama
+from tests.tolerance import assert_close
 
 gguf = pytest.importorskip("gguf")
 
@@ -194,8 +195,7 @@ def test_qwen2_exports_without_permutation_and_with_biases(tmp_path, tok):
     path, figures = _write(tmp_path, model, tok, float_type="f32")
     names = {t.name for t in gguf.GGUFReader(path).tensors}
     assert "blk.0.attn_q.bias" in names and "output.weight" not in names  # tied head: no copy
-    diff = float((_logits(_hf_load(path)[0], tok) - _logits(model, tok)).abs().max())
-    assert diff < 1e-4
+    assert_close(_logits(_hf_load(path)[0], tok), _logits(model, tok), torch.float32, cfg.hidden_size)
 
 
 def test_llama3_rope_factors_match_transformers(tmp_path, tok):
@@ -212,7 +212,7 @@ def test_llama3_rope_factors_match_transformers(tmp_path, tok):
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     base = 1.0 / (cfg.rope_parameters["rope_theta"] ** (torch.arange(0, head_dim, 2).float() / head_dim))
     factors = llama3_rope_factors(rope_parameters(cfg.to_dict()), head_dim)
-    torch.testing.assert_close(base / factors, inv_scaled.float(), rtol=1e-6, atol=0)
+    assert_close(base / factors, inv_scaled.float(), torch.float32, 4)
     # the file carries them as llama.cpp's rope_freqs tensor (head_dim/2 factors, F32)
     path, _ = _write(
         tmp_path, bpe_llama(tok), tok, rope_parameters={**rp, "original_max_position_embeddings": 64}

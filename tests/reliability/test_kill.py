@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sqft.artifacts import check_output
 from sqft.cli import main
 from tests.reliability.conftest import Env, copy_dir
 from tests.reliability.helpers import env_with_src, siblings, snapshot
+from tests.tolerance import assert_close
 
 CALIB = ["--n-samples", "2", "--seq-len", "32", "-q"]
 
@@ -141,7 +143,7 @@ def test_finetune_killed_while_checkpointing_resumes_to_the_same_adapter(env, tm
     a, b = load_file(whole / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
-        assert (a[k] - b[k]).abs().max() <= 1e-6, k
+        assert_close(a[k], b[k], torch.float32, 64, msg=k)  # resumed: the same sums in another order
     assert json.loads((out / "nls_stats.json").read_text()) == json.loads(
         (whole / "nls_stats.json").read_text()
     )

@@ -27,9 +27,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig
+from sqft.adapt.equations import QAParams
 from sqft.adapt.inject import adapter_config_of, adapter_layers, groups_of, inject_adapters
 from sqft.adapt.provenance import check_mask, mask_fingerprint
-from sqft.adapt.variants import QAParams
 from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
 from sqft.files import load_safetensors, read_json_file, safetensors_header

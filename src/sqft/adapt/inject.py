@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig
+from sqft.adapt.equations import QAParams
 from sqft.adapt.layer import AdapterLinear, is_quant_linear
-from sqft.adapt.variants import QAParams
 from sqft.errors import SqftError
 from sqft.modeling.structure import find_target_linears, layers_path
 

@@ -1,15 +1,18 @@
 """`AdapterLinear`: one adapter layer whose variants compose (elastic rank × sparse mask × quantization-aware).
 
 It follows PEFT's small protocol — `delta_weight()`, `merge()`, `forward()` — on a target linear whose base is
-a dense/sparse `nn.Linear` or an INT4 `QuantLinear`:
+a dense/sparse `nn.Linear` or an INT4 `QuantLinear`. The variants, as `adapt.reference` writes them:
 
     y = base(x) + s · dropout(x) A_rᵀ B_rᵀ                  LoRA / NLS (A_r = A[:r], B_r = B[:, :r], s = α / r_max)
-    y = x W_mᵀ,  W_m = W + s (B_r A_r) ⊙ M                  SparsePEFT (dropout feeds only the L part)
-    y = x Ŵᵀ,    Ŵ = fake_quant(W_m; s_q, z) with STE       QA-SparsePEFT
+    y = x Wᵀ + dropout(x) Lᵀ,  L = s (B_r A_r) ⊙ M          SparsePEFT (without dropout one GEMM: y = x (W + L)ᵀ)
+    y = dropout(x) Ŵᵀ,  Ŵ = fake_quant(W + L; s_q, z), STE   QA-SparsePEFT
                  (on an INT4 base optionally dithered: W = s_q (q − z + u), u fixed per weight, see `dither_seed`)
 
-The active rank `r` is state set from outside (`set_active_rank`, once per optimizer step by the NLS sampler);
-`forward` never changes it, so a gradient-checkpointing recomputation sees the rank of its forward.
+`path` selects how they run, here and nowhere else: "recompute" (default; `adapt.recompute`, the weights
+remade in backward instead of kept), "fused" (the same with compiled weight builds, training only) or
+"reference" (plain autograd). Evaluation always runs the eager recompute path, which `merge` reproduces bit
+for bit. The active rank `r` is state set from outside (`set_active_rank`, once per optimizer step by the NLS
+sampler); `forward` never changes it, so a gradient-checkpointing recomputation sees the rank of its forward.
 """
 
 from __future__ import annotations
@@ -20,23 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sqft.adapt.variants import (
-    AdapterWeights,
+from sqft.adapt import reference
+from sqft.adapt.equations import (
     QAParams,
-    WeightsFn,
-    adapted_linear,
-    dense_base_weights,
     dither_offsets,
-    int4_base_weights,
     int4_pruned_t,
     int4_requantized,
     masked_delta,
+    nls_slice,
     pack_mask,
     quant_codes,
     unpack_mask,
 )
+from sqft.adapt.recompute import FloatBase, Int4Base, WeightBase, adapted_linear
+from sqft.errors import SqftError
+from sqft.quantize.qlinear import QuantLinear
 
-__all__ = ["AdapterLinear", "base_weight_fp32", "is_quant_linear"]
+PATHS = ("recompute", "fused", "reference")
+
+__all__ = ["PATHS", "AdapterLinear", "base_weight_fp32", "is_quant_linear"]
 
 
 def is_quant_linear(module: nn.Module) -> bool:
@@ -73,8 +78,7 @@ class AdapterLinear(nn.Module):
         # s = α / r_max for every active rank (`scaling` given when this layer holds fewer rows than r_max)
         self.scaling = float(scaling) if scaling is not None else self.alpha / r_max
         self.active_rank = r_max
-        # training builds its weights with compiled kernels (`sqft.fused`); set from outside
-        self.fused = False
+        self.path = "recompute"  # one of PATHS; set from outside (`fused` in training on CUDA)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         device = base.qweight.device if is_quant_linear(base) else base.weight.device
         A = torch.empty(r_max, self.in_features, device=device)  # (r_max, in)
@@ -107,6 +111,15 @@ class AdapterLinear(nn.Module):
         assert 0 < r <= self.r_max, f"rank {r} outside (0, {self.r_max}]"
         self.active_rank = int(r)
 
+    @property
+    def fused(self) -> bool:
+        """Compiled weight builds in training (`sqft.fused.set_fused` switches every layer that has them)."""
+        return self.path == "fused"
+
+    @fused.setter
+    def fused(self, enabled: bool) -> None:
+        self.path = "fused" if enabled else "recompute"
+
     def _qa(self) -> QAParams | None:
         if self.qa is None:
             return None
@@ -132,24 +145,23 @@ class AdapterLinear(nn.Module):
         return None if self.mask_bits is None else unpack_mask(self.mask_bits, self.in_features)
 
     def _dither_t(self) -> torch.Tensor | None:
-        """u (in, out) of a dithered INT4 base (`variants.dither_offsets`), or None."""
+        """u (in, out) of a dithered INT4 base (`equations.dither_offsets`), or None."""
         if self.dither_seed is None:
             return None
         device = self.qa_scale.device
         return dither_offsets((self.in_features, self.out_features), self.dither_seed, device)
 
-    def _weights_fn(self, fused: bool = False) -> WeightsFn:
-        """`weights(...)` of this layer's variant (see `variants.adapted_linear`)."""
+    def _weight_base(self, fused: bool = False) -> WeightBase:
+        """How this layer's variant builds its weights on the recompute path (`adapt.recompute`)."""
         if self.int4_qa:
             dither = self._dither_t if self.dither_seed is not None else None
-            return int4_base_weights(self._codes_t, self.qa.bits, self.sparse, fused, dither)
-        return dense_base_weights(self._base_weight, self.mask_bits, self._qa(), fused)
+            return Int4Base(self._codes_t, self.qa.bits, self.sparse, dither, fused)
+        return FloatBase(self._base_weight, self.mask_bits, self._qa(), fused)
 
-    def _eval_weights(self) -> AdapterWeights:
-        """The eval-mode weights at the active rank, fp32 (the eager reference path, never the fused one)."""
-        r = self.active_rank
-        weights = self._weights_fn(fused=False)
-        return weights(self.lora_A[:r], self.lora_B[:, :r], self.scaling, torch.float32, False, False)
+    def _eval_weight(self) -> torch.Tensor:
+        """The eval-mode weight at the active rank, fp32 (out, in) (the eager recompute path, never the fused)."""
+        A, B = nls_slice(self.lora_A, self.lora_B, self.active_rank)
+        return self._weight_base(fused=False).merged(A, B, self.scaling, torch.float32)[0]
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -158,22 +170,21 @@ class AdapterLinear(nn.Module):
     # -- PEFT protocol ----------------------------------------------------------------------------------------
     def delta_weight(self) -> torch.Tensor:
         """L = s · (B_r A_r) ⊙ M in fp32 (out, in) at the active rank."""
-        r = self.active_rank
-        return masked_delta(self.lora_A[:r], self.lora_B[:, :r], self.scaling, self.mask)
+        A, B = nls_slice(self.lora_A, self.lora_B, self.active_rank)
+        return masked_delta(A, B, self.scaling, self.mask)
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
         """W + L (or its fake-quantized Ŵ for QA) in fp32 (out, in): what eval-mode `forward` multiplies by."""
-        return self._eval_weights().eff
+        return self._eval_weight()
 
     @torch.no_grad()
     def merged_codes(self) -> torch.Tensor:
         """QA-SparsePEFT: Q = clamp(round((W + L) / s_q) + z, 0, 2^b − 1), int32 (out, in): the codes of Ŵ."""
         assert self.qa is not None, "merged_codes needs a quantization-aware adapter"
-        r = self.active_rank
         if self.int4_qa:
             q, scale, zero = self._codes_t()
-            A, B = self.lora_A[:r], self.lora_B[:, :r]
+            A, B = nls_slice(self.lora_A, self.lora_B, self.active_rank)
             pruned = int4_pruned_t(q, zero) if self.sparse else None
             Q, _ = int4_requantized(
                 q, scale, zero, A, B, self.scaling, self.qa.bits, pruned, self._dither_t()
@@ -186,14 +197,16 @@ class AdapterLinear(nn.Module):
         """The base layer with the adapter folded in (a new INT4 layer for QA); the adapter is left unchanged."""
         base = self.base_layer
         if self.qa is not None:
-            from sqft.quantize.qlinear import QuantLinear
-
             bits, group_size, sym = self.qa.bits, self.qa.group_size, self.qa.sym
             bias = None if self.bias is None else self.bias.detach().clone()
             return QuantLinear.from_codes(
                 self.merged_codes(), self.qa_scale, self.qa_zero, bits, group_size, sym, bias=bias
             )
-        assert isinstance(base, nn.Linear), "a dense adapter cannot be merged into an INT4 base"
+        if not isinstance(base, nn.Linear):
+            raise SqftError(
+                "a dense adapter cannot be merged into an INT4 base (the sqft pipeline): keep base + adapter, "
+                "or train with --quantization-aware to merge into INT4"
+            )
         merged = nn.Linear(self.in_features, self.out_features, bias=base.bias is not None)
         merged = merged.to(device=base.weight.device, dtype=base.weight.dtype)
         merged.weight.copy_(self.merged_weight().to(base.weight.dtype))
@@ -202,17 +215,42 @@ class AdapterLinear(nn.Module):
         return merged
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.active_rank
-        A, B = self.lora_A[:r], self.lora_B[:, :r]  # (r, in), (out, r)
-        dropout_on = self.training and isinstance(self.lora_dropout, nn.Dropout)
-        x_drop = self.lora_dropout(x) if dropout_on else None
-        if self.sparse or self.qa is not None:
-            weights = self._weights_fn(fused=self.fused and self.training)
-            return adapted_linear(x, x_drop, A, B, self.scaling, weights, self.bias)
-        y = self.base_layer(x)  # an INT4 base recomputes its weight in backward (`frozen_linear`)
-        xa = x if x_drop is None else x_drop
-        dt = y.dtype
-        return y + F.linear(F.linear(xa.to(dt), A.to(dt)), B.to(dt)) * self.scaling
+        A, B = nls_slice(self.lora_A, self.lora_B, self.active_rank)  # (r, in), (out, r)
+        dropout = self.lora_dropout if self.training and isinstance(self.lora_dropout, nn.Dropout) else None
+        if self.path == "reference":
+            return self._reference_forward(x, A, B, dropout)
+        if self.qa is not None:  # y = dropout(x) Ŵᵀ: one GEMM on the layer's (dropped) input
+            x_in = x if dropout is None else dropout(x)
+            return adapted_linear(x_in, A, B, self.scaling, self._weight_base(self._fused_now()), self.bias)
+        if self.sparse:  # y = x Wᵀ + dropout(x) Lᵀ, or one GEMM y = x (W + L)ᵀ without dropout
+            x_drop = None if dropout is None else dropout(x)
+            base = self._weight_base(self._fused_now())
+            return adapted_linear(x, A, B, self.scaling, base, self.bias, x_drop)
+        # an INT4 base recomputes its weight in backward (`frozen_linear`)
+        return reference.lora(x, self.base_layer, A, B, self.scaling, dropout)
+
+    def _fused_now(self) -> bool:
+        return self.path == "fused" and self.training
+
+    def _reference_forward(self, x: torch.Tensor, A, B, dropout) -> torch.Tensor:
+        """`adapt.reference`: the variant as the paper writes it, in plain autograd."""
+        if self.int4_qa:
+            q_t, scale_t, zero_t = self._codes_t()
+            u_t = self._dither_t()
+            W, M = reference.int4_base(q_t.T, scale_t.T, zero_t.T, None if u_t is None else u_t.T)
+            M = M if self.sparse else None
+        else:
+            W, M = self._base_weight(), self.mask
+        if self.qa is not None:
+            return reference.qa_sparse_peft(x, W, A, B, self.scaling, M, self._qa(), dropout, self.bias)
+        if self.sparse:
+            return reference.sparse_peft(x, W, A, B, self.scaling, M, dropout, self.bias)
+        bias = self.bias
+
+        def base(t: torch.Tensor) -> torch.Tensor:  # x Wᵀ + b, W kept for backward (plain autograd)
+            return F.linear(t, W.to(t.dtype), None if bias is None else bias.to(t.dtype))
+
+        return reference.lora(x, base, A, B, self.scaling, dropout)
 
     def extra_repr(self) -> str:
         kind = (

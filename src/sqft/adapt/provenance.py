@@ -24,8 +24,8 @@ from typing import Any
 
 from torch import nn
 
+from sqft.adapt.equations import pack_mask
 from sqft.adapt.inject import adapter_layers
-from sqft.adapt.variants import pack_mask
 from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
 from sqft.files import read_json_file

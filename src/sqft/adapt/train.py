@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.equations import QAParams
 from sqft.adapt.inject import (
     adapter_layers,
     adapter_parameters,
@@ -29,7 +30,6 @@ from sqft.adapt.inject import (
 )
 from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.nls import NLSCallback, NLSStats
-from sqft.adapt.variants import QAParams
 from sqft.data import TrainingExample, as_training_examples, build_training_dataset, pad_collate
 from sqft.errors import SqftError
 from sqft.fused import fused_by_default, set_fused

@@ -12,6 +12,7 @@ import torch
 
 __all__ = [
     "qmax",
+    "round_to_grid_",
     "qparams",
     "expand_groups",
     "quantize",
@@ -24,6 +25,16 @@ __all__ = [
 
 def qmax(bits: int) -> int:
     return 2**bits - 1
+
+
+def round_to_grid_(t: torch.Tensor, offset: torch.Tensor | float, bits: int) -> torch.Tensor:
+    """clamp(round(t) + offset, 0, 2^b − 1): SPEC eq. 3's rounding, the one place sqft rounds to a code.
+
+    `t` is a fresh quotient in units of the quantization step (w / s), rounded in place (half to even) and
+    returned. `offset` is the zero point z (`q = clamp(round(w / s) + z, …)`), or a base code q when the weight
+    already lies on the grid (QA-SparsePEFT on an INT-b base: `Q = clamp(q + round(L / s), …)`).
+    """
+    return t.round_().add_(offset).clamp_(0, qmax(bits))
 
 
 def qparams(
@@ -79,8 +90,7 @@ def expand_groups(p: torch.Tensor, group_size: int, in_features: int) -> torch.T
 
 def quantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
     """Integer codes q = clamp(round(w / s) + z, 0, 2^b − 1), returned as int32 (same shape as w)."""
-    q = torch.clamp(torch.round(w.float() / scale) + zero, 0, qmax(bits))
-    return q.to(torch.int32)
+    return round_to_grid_(w.float() / scale, zero, bits).to(torch.int32)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:

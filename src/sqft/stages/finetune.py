@@ -19,12 +19,12 @@ import torch
 
 from sqft.adapt.api import resolve_qa_base
 from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.equations import QAParams
 from sqft.adapt.export import save_adapter
 from sqft.adapt.inject import qa_params_of
 from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.provenance import check_resume
 from sqft.adapt.train import finetune, is_main_process, last_checkpoint
-from sqft.adapt.variants import QAParams
 from sqft.artifacts import Stopwatch, atomic_output, check_output, fingerprint, write_manifest
 from sqft.data import TrainingExample, as_training_examples, load_training_examples
 from sqft.errors import SqftError
