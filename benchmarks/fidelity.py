@@ -113,12 +113,10 @@ class Study:
 
     def unmerged(self, st) -> Path:
         """The merged pipeline's adapter, not merged: its median sub-adapter on the base it was trained on."""
-        from sqft.cli import main as sqft
+        from sqft.pipeline import evaluate_unmerged
 
-        sub = self.work / f"sub-median-{Path(st.dirs['finetune']).name}"
-        if not sub.is_dir():
-            sqft(["extract", st.dirs["finetune"], "--config", "median", "--output", str(sub), "-q"])
-        return self.evaluate(st.adapter_base, str(sub))
+        a = self.args
+        return evaluate_unmerged(self.work, st, self.data.tasks, a.device, a.dtype, True)
 
 
 def sweep(study: Study) -> dict[str, Path]:

@@ -107,7 +107,7 @@ def _median_seconds(fn, repeats: int, device: str) -> float:
 
 @torch.inference_mode()
 def bench_layers_part(args: argparse.Namespace) -> dict:
-    """bf16 dense F.linear vs PackedInt4Linear at Llama-3-8B layer shapes, batch 1 and 16."""
+    """bf16 (and fp32) dense F.linear vs PackedInt4Linear at Llama-3-8B layer shapes, batch 1 and 16."""
     from sqft.quantize.kernels import PackedInt4Linear
     from sqft.quantize.qlinear import QuantLinear
     from sqft.quantize.rtn import rtn_quantize
@@ -119,22 +119,30 @@ def bench_layers_part(args: argparse.Namespace) -> dict:
         q, scale, zero = rtn_quantize(W, 4, 128, False)
         layer = QuantLinear.from_codes(q, scale, zero, 4, 128, False)
         packed = PackedInt4Linear(layer, args.device, torch.bfloat16)
-        W_bf16 = layer.dequantize().to(args.device, torch.bfloat16)
+        W_fp32 = layer.dequantize().to(args.device)
+        W_bf16 = W_fp32.to(torch.bfloat16)
         del W, q, layer
         for batch in (1, 16):
             x = torch.randn(batch, in_f, generator=g).to(args.device, torch.bfloat16)
             dense = _median_seconds(
                 lambda x=x, W=W_bf16: torch.nn.functional.linear(x, W), args.repeats * 10, args.device
             )
+            x32 = x.float()
+            fp32 = _median_seconds(
+                lambda x=x32, W=W_fp32: torch.nn.functional.linear(x, W), args.repeats * 10, args.device
+            )
             int4 = _median_seconds(lambda x=x, packed=packed: packed(x), args.repeats * 10, args.device)
             rows[f"{name} {out_f}x{in_f} batch {batch}"] = {
                 "bf16_us": 1e6 * dense,
+                "fp32_us": 1e6 * fp32,
                 "int4_us": 1e6 * int4,
                 "speedup": dense / int4,
+                "speedup_vs_fp32": fp32 / int4,
             }
             print(
                 f"{name:8s} {out_f:>5}x{in_f:<5} batch {batch:>2}: bf16 {1e6 * dense:8.1f} us, "
-                f"INT4 {1e6 * int4:8.1f} us, speed-up {dense / int4:.2f}x",
+                f"fp32 {1e6 * fp32:8.1f} us, INT4 {1e6 * int4:8.1f} us, speed-up {dense / int4:.2f}x "
+                f"(vs fp32 {fp32 / int4:.2f}x)",
                 flush=True,
             )
     return rows

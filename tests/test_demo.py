@@ -1,13 +1,16 @@
-"""`sqft demo` end to end on a tiny model: every row, accuracy with its n beside held-out perplexity, resume."""
+"""`sqft demo` end to end on a tiny model: every row, accuracy with its n beside held-out perplexity, merged =
+unmerged, resume."""
 
 import math
 
 import pytest
+import torch
 
 from sqft.demo import DemoConfig, run_demo
 from sqft.devices import compute_dtype, has_fast_bf16
 from sqft.report.collect import read_results
 from tests.export.helpers import save_bpe_llama
+from tests.tolerance import assert_close
 
 pytest.importorskip("gguf")  # the demo ends with a GGUF export
 
@@ -42,6 +45,11 @@ def test_demo_rows_metrics_and_resume(tmp_path):
             and results["arithmetic-ppl"]["perplexity"] > 1
         )
     assert gguf[0].startswith("GGUF")
+    ppl = [read_results(path)["arithmetic-ppl"]["perplexity"] for path in rows]
+    # rows: dense, sparse, SparsePEFT merged, SparsePEFT unmerged, QA merged: the merged model computes what
+    # its adapter computes on the sparse base (W + L formed in fp32 either way; sums of 256 terms per logit)
+    assert_close(ppl[2], ppl[3], torch.float32, 256)
+    assert "(unmerged)" in table.splitlines()[5]
     again, rows_again, _ = run_demo(cfg, quiet=True)  # every stage is there: nothing re-runs, same figures
     assert rows_again == rows and again == table
 

