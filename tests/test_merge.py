@@ -5,8 +5,9 @@ import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
 from sqft.errors import SqftError
-from sqft.merge import merge_adapters
+from sqft.merge import dense_target_linears, merge_adapters, take_int4_layers
 from sqft.modeling.structure import find_target_linears
+from sqft.stages.finetune import qa_params_from, run_frozen_layers_as_merged
 from tests.adapt.helpers import ALL_LINEARS, randomize_adapters_, sparse_int4_model, sparse_model, tokens
 from tests.conftest import tiny_llama
 from tests.tolerance import gamma
@@ -67,6 +68,29 @@ def test_qa_merge_gives_identical_codes_and_logits(qa_base):
     assert changed > 0  # the adapter did move weights across grid points
     assert torch.equal(merged(x).logits, eval_logits)
     assert report.codes_equal_eval and report.probe_max_abs_logit_diff == 0.0
+
+
+@pytest.mark.parametrize("as_merged", [True, False])
+def test_qa_on_the_fp16_base_trains_the_model_that_merge_writes(as_merged):
+    """qa_base = fp16: with the layers that carry no adapter taken from the INT4 model (what `sqft finetune
+    --qa-int4` does), the merged INT4 model computes what the trained model computes in eval mode; with those
+    layers left in fp16 it does not (o_proj and gate_proj would be INT4 only after the merge)."""
+    model, int4 = sparse_model(), sparse_int4_model()
+    cfg = AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base="fp16")
+    if as_merged:
+        assert sorted(
+            {n.rsplit(".", 1)[1] for n in run_frozen_layers_as_merged(model, cfg, int4, "int4")}
+        ) == [
+            "gate_proj",
+            "o_proj",
+        ]
+    inject_adapters(model, cfg, qa_params_from(int4))
+    randomize_adapters_(model, std=0.5)
+    x = tokens()
+    eval_logits = model.eval()(x).logits
+    merged, _ = merge_adapters(model, probe=x)
+    take_int4_layers(merged, dense_target_linears(merged), int4, "int4")  # what the merge stage completes
+    assert torch.equal(merged(x).logits, eval_logits) == as_merged
 
 
 def test_dense_adapter_into_sparse_base_needs_allow_densify():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from sqft.adapt.api import resolve_qa_base
 from sqft.adapt.config import AdaptConfig, TrainConfig
@@ -29,9 +30,11 @@ from sqft.artifacts import Stopwatch, atomic_output, check_output, fingerprint, 
 from sqft.data import TrainingExample, as_training_examples, load_training_examples
 from sqft.errors import SqftError
 from sqft.loading import load_model
+from sqft.merge import take_int4_layers
+from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
 from sqft.stages.common import check_model_output, load_input
 
-__all__ = ["run_finetune", "qa_params_from"]
+__all__ = ["run_finetune", "qa_params_from", "run_frozen_layers_as_merged"]
 
 
 def _work_dir(output: Path) -> Path:
@@ -62,10 +65,22 @@ def _run_record(
     }
 
 
-def qa_params_from(int4_source: str | os.PathLike) -> dict[str, QAParams]:
+def qa_params_from(int4: str | os.PathLike | nn.Module) -> dict[str, QAParams]:
     """The INT4 model's frozen (s, z) per quantized linear: what a QA adapter on the fp16 base trains against."""
-    int4 = load_model(int4_source)
+    int4 = int4 if isinstance(int4, nn.Module) else load_model(int4)
     return {n.removeprefix("module."): qa_params_of(m) for n, m in int4.named_modules() if is_quant_linear(m)}
+
+
+def run_frozen_layers_as_merged(
+    model: nn.Module, adapt: AdaptConfig, int4: nn.Module, where: str
+) -> list[str]:
+    """QA-SparsePEFT on the fp16 base: the decoder linears that carry no adapter (o_proj, gate_proj, ...) take
+    the INT4 model's layers, as the merged model will (`merge` writes them from the same INT4 model), so training
+    sees the model that merge writes, not fp16 layers that the INT4 artifact does not have. Returns their names."""
+    adapted = set(find_target_linears(model, adapt.targets))
+    frozen = [n for n in find_target_linears(model, DEFAULT_TARGETS) if n not in adapted]
+    take_int4_layers(model, frozen, int4, where)
+    return frozen
 
 
 def _examples(
@@ -124,8 +139,12 @@ def run_finetune(
     if is_main_process():
         record = _run_record(model_source, examples, adapt, train, qa_int4)
         check_resume(work, record, last_checkpoint(work) is not None, restart)
-    qa_params = qa_params_from(qa_int4) if qa_int4 is not None else None
+    int4 = load_model(qa_int4) if qa_int4 is not None else None
+    qa_params = qa_params_from(int4) if int4 is not None else None
     model, tokenizer, parent = load_input(model_source, dtype=dtype, gguf_file=gguf_file)
+    if int4 is not None and adapt.quantization_aware:
+        run_frozen_layers_as_merged(model, adapt, int4, str(qa_int4))
+    del int4
     with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
         result = finetune(model, tokenizer, examples, adapt, train, work, qa_params, progress)
     if not is_main_process():
