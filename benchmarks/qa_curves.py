@@ -64,12 +64,11 @@ def _heldout_rows(cfg, root: Path, n: int, tokenizer, cutoff: int) -> list[dict[
 def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: int, work: Path) -> dict:
     from sqft.adapt.config import AdaptConfig, TrainConfig
     from sqft.adapt.heldout import HeldOutLossCallback
-    from sqft.adapt.inject import qa_params_of
-    from sqft.adapt.layer import is_quant_linear
     from sqft.adapt.train import finetune
     from sqft.data import load_training_examples, pad_collate
     from sqft.loading import load_model, load_tokenizer
     from sqft.recipe import build
+    from sqft.stages.finetune import qa_params_from, run_frozen_layers_as_merged
 
     pipeline, base, overrides = VARIANTS[name]
     section = {**recipe.adapt_section(), **overrides}
@@ -77,10 +76,11 @@ def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: in
     adapt = build(AdaptConfig, section, name)
     train = build(TrainConfig, recipe.finetune["train"], name)
     qa_params = None
-    if adapt.quantization_aware and adapt.qa_base == "fp16":
-        int4 = load_model(models["int4"])
-        qa_params = {n: qa_params_of(m) for n, m in int4.named_modules() if is_quant_linear(m)}
     model, tokenizer = load_model(models[base]), load_tokenizer(models[base])
+    if adapt.quantization_aware and adapt.qa_base == "fp16":  # as `sqft finetune --qa-int4` does
+        int4 = load_model(models["int4"])
+        qa_params = qa_params_from(int4)
+        run_frozen_layers_as_merged(model, adapt, int4, models["int4"])
     examples = load_training_examples(recipe.finetune["data"]["source"], "gsm8k")
     cb = HeldOutLossCallback(model, heldout, pad_collate(tokenizer), every=every)
     t0 = time.perf_counter()
