@@ -83,6 +83,19 @@ def run_frozen_layers_as_merged(
     return frozen
 
 
+def _qa_on_fp16_base(
+    model: nn.Module, adapt: AdaptConfig, qa_int4: str | os.PathLike | None
+) -> dict[str, QAParams] | None:
+    """The INT4 model's (s, z) for a QA adapter on the fp16 base, with its layers that carry no adapter put in
+    place (`run_frozen_layers_as_merged`); None without an INT4 model."""
+    if qa_int4 is None:
+        return None
+    int4 = load_model(qa_int4)
+    if adapt.quantization_aware:
+        run_frozen_layers_as_merged(model, adapt, int4, str(qa_int4))
+    return qa_params_from(int4)
+
+
 def _examples(
     data: str | os.PathLike | Sequence[TrainingExample],
     data_format: str,
@@ -139,12 +152,8 @@ def run_finetune(
     if is_main_process():
         record = _run_record(model_source, examples, adapt, train, qa_int4)
         check_resume(work, record, last_checkpoint(work) is not None, restart)
-    int4 = load_model(qa_int4) if qa_int4 is not None else None
-    qa_params = qa_params_from(int4) if int4 is not None else None
     model, tokenizer, parent = load_input(model_source, dtype=dtype, gguf_file=gguf_file)
-    if int4 is not None and adapt.quantization_aware:
-        run_frozen_layers_as_merged(model, adapt, int4, str(qa_int4))
-    del int4
+    qa_params = _qa_on_fp16_base(model, adapt, qa_int4)
     with Stopwatch("cuda" if torch.cuda.is_available() else "cpu") as sw:
         result = finetune(model, tokenizer, examples, adapt, train, work, qa_params, progress)
     if not is_main_process():
