@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from sqft.demo import DemoConfig, run_demo
+from sqft.demo import DemoConfig, _recipe, _tasks, _write_data, run_demo
 from sqft.devices import compute_dtype, has_fast_bf16
+from sqft.pipeline import evaluate_unmerged, run_recipe
 from sqft.report.collect import read_results
 from tests.export.helpers import save_bpe_llama
 from tests.tolerance import assert_close
@@ -50,6 +51,12 @@ def test_demo_rows_metrics_and_resume(tmp_path):
     # its adapter computes on the sparse base (W + L formed in fp32 either way; sums of 256 terms per logit)
     assert_close(ppl[2], ppl[3], torch.float32, 256)
     assert "(unmerged)" in table.splitlines()[5]
+    # QA-SparsePEFT (fp16 base) unmerged: its adapter on the fp16 sparse model with the INT4 layers it trained
+    # with (the pipeline state is cached: nothing re-runs) computes what the merged INT4 model computes
+    root, paths = tmp_path / "demo", _write_data(cfg, tmp_path / "demo")
+    qa = run_recipe(_recipe(cfg, cfg.model, "sqft-qa-sparsepeft", paths), root, quiet=True)
+    unmerged = evaluate_unmerged(root, qa, _tasks(cfg, paths), "cpu", "float32", quiet=True)
+    assert_close(read_results(unmerged)["arithmetic-ppl"]["perplexity"], ppl[4], torch.float32, 256)
     again, rows_again, _ = run_demo(cfg, quiet=True)  # every stage is there: nothing re-runs, same figures
     assert rows_again == rows and again == table
 

@@ -222,9 +222,12 @@ def _section(recipe: Recipe, stage: str, adapter: str | None = None) -> Any:
     return getattr(recipe, stage)
 
 
-def evaluate_section(tasks: dict[str, Any], adapter: str | None) -> dict[str, Any]:
+def evaluate_section(
+    tasks: dict[str, Any], adapter: str | None, qa_int4: str | None = None
+) -> dict[str, Any]:
     """An evaluation's key: its tasks and the adapter applied (the model is the parent)."""
-    return {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
+    section = {"tasks": tasks, "adapter": None if adapter is None else _identity(adapter)}
+    return section if qa_int4 is None else section | {"qa_int4": qa_int4}
 
 
 def evaluate_once(
@@ -235,13 +238,14 @@ def evaluate_once(
     device: str = "cpu",
     dtype: str = "auto",
     quiet: bool = False,
+    qa_int4: str | None = None,
 ) -> Path:
     """The evaluation artifact of `model` (plus `adapter`) on `tasks` (recipe-style dicts) under `root`, made
     once: cached in the directory a pipeline's own evaluate stage would use (`stage_dir`)."""
-    out = stage_dir(Path(root), "evaluate", evaluate_section(tasks, adapter), model)
+    out = stage_dir(Path(root), "evaluate", evaluate_section(tasks, adapter, qa_int4), model)
     if not _complete(out):
         specs = {name: build(TaskSpec, spec, f"evaluate.{name}") for name, spec in tasks.items()}
-        opts = EvaluateOptions(adapter=adapter, device=device, dtype=dtype, quiet=quiet)
+        opts = EvaluateOptions(adapter=adapter, device=device, dtype=dtype, quiet=quiet, qa_int4=qa_int4)
         run_evaluate(model, specs, out, opts)
     return out
 
@@ -255,11 +259,13 @@ def evaluate_unmerged(
     quiet: bool = False,
 ) -> Path:
     """A merged pipeline's adapter, *not* merged: its median sub-adapter (what `merge` folds in) on the model it
-    was trained on, evaluated once under `root` — the other side of "merged = unmerged"."""
+    was trained on (for QA on the fp16 base, with the INT4 layers it trained with), evaluated once under `root` —
+    the other side of "merged = unmerged"."""
     sub = Path(root) / f"sub-median-{Path(state.dirs['finetune']).name}"
     if not _complete(sub):
         run_extract(state.dirs["finetune"], "median", sub)
-    return evaluate_once(root, state.adapter_base, tasks, str(sub), device, dtype, quiet)
+    qa_int4 = state.int4 if _trained_on_fp16(state.dirs["finetune"]) else None
+    return evaluate_once(root, state.adapter_base, tasks, str(sub), device, dtype, quiet, qa_int4)
 
 
 def run_recipe(

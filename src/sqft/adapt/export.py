@@ -42,6 +42,7 @@ __all__ = [
     "save_adapter",
     "load_adapter",
     "read_elastic_config",
+    "read_adapt_config",
     "elastic_space",
     "extract_subadapter",
 ]
@@ -209,6 +210,11 @@ def _adapt_config(meta: Mapping[str, Any]) -> AdaptConfig:
         return AdaptConfig(**c)
     except (TypeError, SqftError) as e:
         raise SqftError(f"the adapter's adapt_config is not valid ({e}): the adapter is damaged") from e
+
+
+def read_adapt_config(adapter_dir: str | os.PathLike) -> AdaptConfig:
+    """The `AdaptConfig` an adapter was trained with (checked like `load_adapter` checks it)."""
+    return _adapt_config(read_elastic_config(adapter_dir))
 
 
 def _load_qa(d: Path, meta: Mapping[str, Any]) -> dict[str, QAParams] | None:

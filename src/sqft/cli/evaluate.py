@@ -25,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--adapter", default=None, help="adapter directory to apply on top of MODEL")
+    p.add_argument(
+        "--qa-int4",
+        default=None,
+        help="with a QA-SparsePEFT --adapter trained on the fp16 base (finetune --qa-int4): the INT4 model whose "
+        "layers without an adapter the trained (and merged) model uses",
+    )
     p.add_argument("--task", default=None, help="gsm8k, math, mc, commonsense-gen or perplexity")
     p.add_argument(
         "--data",
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         int4_kernels=args.int4_kernels,
         force=args.force,
+        qa_int4=args.qa_int4,
         quiet=args.quiet,
     )
     ev = stage.run_evaluate(args.model, specs, None, opts, results_file=args.output, overwrite=args.overwrite)

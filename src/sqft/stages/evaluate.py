@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from sqft.adapt.export import load_adapter, read_elastic_config
+from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
 from sqft.adapt.provenance import check_base
 from sqft.artifacts import atomic_output, check_output, check_writable, versions, write_manifest
 from sqft.devices import check_device
@@ -23,6 +23,7 @@ from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_
 from sqft.loading import load_model
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
+from sqft.stages.finetune import run_frozen_layers_as_merged
 
 __all__ = ["EvaluateOptions", "Evaluation", "run_evaluate"]
 
@@ -38,6 +39,9 @@ class EvaluateOptions:
     trust_remote_code: bool = False
     int4_kernels: bool = False  # INT4 layers on the packed kernels (default: the exact dequantized reference)
     force: bool = False  # an adapter recorded as trained on another base
+    # a QA adapter trained on the fp16 base: the INT4 model whose layers the decoder linears without an adapter
+    # take, as in training and in the merged model (`stages.finetune.run_frozen_layers_as_merged`)
+    qa_int4: str | None = None
     quiet: bool = False
 
 
@@ -60,6 +64,12 @@ def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
 def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
     model = load_model(model_path, opts.dtype, opts.device, opts.gguf_file, opts.trust_remote_code)
     tokenizer = load_tokenizer(model_path, opts.gguf_file, opts.trust_remote_code)
+    if opts.qa_int4 is not None:  # before the adapter wraps its targets
+        adapt = read_adapt_config(opts.adapter) if opts.adapter is not None else None
+        if adapt is None or not adapt.quantization_aware:
+            raise SqftError("--qa-int4 goes with a quantization-aware --adapter trained on the fp16 base")
+        int4 = load_model(opts.qa_int4, opts.dtype, opts.device)
+        run_frozen_layers_as_merged(model, adapt, int4, opts.qa_int4)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:
@@ -71,12 +81,12 @@ def _write_dir(
     out: Path, model_path: str, specs: dict[str, TaskSpec], opts: EvaluateOptions, ev: Evaluation
 ) -> None:
     parent = opts.adapter if opts.adapter is not None else model_path
-    with atomic_output(out, inputs=[model_path, opts.adapter]) as tmp:
+    with atomic_output(out, inputs=[model_path, opts.adapter, opts.qa_int4]) as tmp:
         (tmp / "results.json").write_text(json.dumps(ev.results, indent=2) + "\n")
         write_manifest(
             tmp,
             "evaluate",
-            {"tasks": specs, "model": model_path, "adapter": opts.adapter},
+            {"tasks": specs, "model": model_path, "adapter": opts.adapter, "qa_int4": opts.qa_int4},
             parent,
             {"results": ev.results, "provenance": ev.provenance},
         )
@@ -117,7 +127,7 @@ def run_evaluate(
     opts = opts or EvaluateOptions()
     check_device(opts.device)
     if output is not None:
-        check_writable(check_output(output, inputs=[model_path, opts.adapter]))
+        check_writable(check_output(output, inputs=[model_path, opts.adapter, opts.qa_int4]))
     if results_file is not None:
         check_writable(check_results_path(results_file, overwrite))
     resolve_source(model_path, opts.gguf_file)
