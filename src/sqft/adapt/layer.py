@@ -112,6 +112,16 @@ class AdapterLinear(nn.Module):
         self.active_rank = int(r)
 
     @property
+    def path(self) -> str:
+        """How `forward` runs: one of PATHS (set from outside; `fused` is its training switch)."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        assert value in PATHS, f"path {value!r} is not one of {PATHS}"
+        self._path = value
+
+    @property
     def fused(self) -> bool:
         """Compiled weight builds in training (`sqft.fused.set_fused` switches every layer that has them)."""
         return self.path == "fused"
