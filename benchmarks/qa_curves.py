@@ -67,8 +67,9 @@ def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: in
     from sqft.adapt.train import finetune
     from sqft.data import load_training_examples, pad_collate
     from sqft.loading import load_model, load_tokenizer
+    from sqft.merge import take_untargeted_int4_layers
     from sqft.recipe import build
-    from sqft.stages.finetune import qa_params_from, run_frozen_layers_as_merged
+    from sqft.stages.finetune import qa_params_from
 
     pipeline, base, overrides = VARIANTS[name]
     section = {**recipe.adapt_section(), **overrides}
@@ -80,7 +81,7 @@ def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: in
     if adapt.quantization_aware and adapt.qa_base == "fp16":  # as `sqft finetune --qa-int4` does
         int4 = load_model(models["int4"])
         qa_params = qa_params_from(int4)
-        run_frozen_layers_as_merged(model, adapt, int4, models["int4"])
+        take_untargeted_int4_layers(model, adapt.targets, int4, models["int4"])
     examples = load_training_examples(recipe.finetune["data"]["source"], "gsm8k")
     cb = HeldOutLossCallback(model, heldout, pad_collate(tokenizer), every=every)
     t0 = time.perf_counter()

@@ -5,9 +5,9 @@ import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
 from sqft.errors import SqftError
-from sqft.merge import dense_target_linears, merge_adapters, take_int4_layers
+from sqft.merge import dense_target_linears, merge_adapters, take_int4_layers, take_untargeted_int4_layers
 from sqft.modeling.structure import find_target_linears
-from sqft.stages.finetune import qa_params_from, run_frozen_layers_as_merged
+from sqft.stages.finetune import qa_params_from
 from tests.adapt.helpers import ALL_LINEARS, randomize_adapters_, sparse_int4_model, sparse_model, tokens
 from tests.conftest import tiny_llama
 from tests.tolerance import gamma
@@ -79,7 +79,7 @@ def test_qa_on_the_fp16_base_trains_the_model_that_merge_writes(as_merged):
     cfg = AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base="fp16")
     if as_merged:
         assert sorted(
-            {n.rsplit(".", 1)[1] for n in run_frozen_layers_as_merged(model, cfg, int4, "int4")}
+            {n.rsplit(".", 1)[1] for n in take_untargeted_int4_layers(model, cfg.targets, int4, "int4")}
         ) == [
             "gate_proj",
             "o_proj",

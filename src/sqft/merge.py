@@ -22,6 +22,7 @@ from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
 from sqft.quantize.format import replace_module
 
 __all__ = [
+    "take_untargeted_int4_layers",
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
     "check_mergeable",
@@ -185,3 +186,15 @@ def take_int4_layers(model: nn.Module, names: list[str], int4: nn.Module, where:
                 f"'{where}' has no INT4 layer '{name}': pass the INT4 model the adapter was trained with"
             )
         replace_module(model, name, layer)
+
+
+def take_untargeted_int4_layers(
+    model: nn.Module, targets: tuple[str, ...], int4: nn.Module, where: str
+) -> list[str]:
+    """QA-SparsePEFT on the fp16 base: the decoder linears that carry no adapter (o_proj, gate_proj, ...) take
+    the INT4 model's layers, as the merged model will (`merge` writes them from the same INT4 model), so training
+    sees the model that merge writes, not fp16 layers that the INT4 artifact does not have. Returns their names."""
+    adapted = set(find_target_linears(model, targets))
+    frozen = [n for n in find_target_linears(model, DEFAULT_TARGETS) if n not in adapted]
+    take_int4_layers(model, frozen, int4, where)
+    return frozen

@@ -21,9 +21,9 @@ from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_data, write_results
 from sqft.loading import load_model
+from sqft.merge import take_untargeted_int4_layers
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
-from sqft.stages.finetune import run_frozen_layers_as_merged
 
 __all__ = ["EvaluateOptions", "Evaluation", "run_evaluate"]
 
@@ -40,7 +40,7 @@ class EvaluateOptions:
     int4_kernels: bool = False  # INT4 layers on the packed kernels (default: the exact dequantized reference)
     force: bool = False  # an adapter recorded as trained on another base
     # a QA adapter trained on the fp16 base: the INT4 model whose layers the decoder linears without an adapter
-    # take, as in training and in the merged model (`stages.finetune.run_frozen_layers_as_merged`)
+    # take, as in training and in the merged model (`merge.take_untargeted_int4_layers`)
     qa_int4: str | None = None
     quiet: bool = False
 
@@ -69,7 +69,7 @@ def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
         if adapt is None or not adapt.quantization_aware:
             raise SqftError("--qa-int4 goes with a quantization-aware --adapter trained on the fp16 base")
         int4 = load_model(opts.qa_int4, opts.dtype, opts.device)
-        run_frozen_layers_as_merged(model, adapt, int4, opts.qa_int4)
+        take_untargeted_int4_layers(model, adapt.targets, int4, opts.qa_int4)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:

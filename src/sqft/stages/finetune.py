@@ -30,11 +30,10 @@ from sqft.artifacts import Stopwatch, atomic_output, check_output, fingerprint, 
 from sqft.data import TrainingExample, as_training_examples, load_training_examples
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import take_int4_layers
-from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
+from sqft.merge import take_untargeted_int4_layers
 from sqft.stages.common import check_model_output, load_input
 
-__all__ = ["run_finetune", "qa_params_from", "run_frozen_layers_as_merged"]
+__all__ = ["run_finetune", "qa_params_from"]
 
 
 def _work_dir(output: Path) -> Path:
@@ -71,28 +70,16 @@ def qa_params_from(int4: str | os.PathLike | nn.Module) -> dict[str, QAParams]:
     return {n.removeprefix("module."): qa_params_of(m) for n, m in int4.named_modules() if is_quant_linear(m)}
 
 
-def run_frozen_layers_as_merged(
-    model: nn.Module, adapt: AdaptConfig, int4: nn.Module, where: str
-) -> list[str]:
-    """QA-SparsePEFT on the fp16 base: the decoder linears that carry no adapter (o_proj, gate_proj, ...) take
-    the INT4 model's layers, as the merged model will (`merge` writes them from the same INT4 model), so training
-    sees the model that merge writes, not fp16 layers that the INT4 artifact does not have. Returns their names."""
-    adapted = set(find_target_linears(model, adapt.targets))
-    frozen = [n for n in find_target_linears(model, DEFAULT_TARGETS) if n not in adapted]
-    take_int4_layers(model, frozen, int4, where)
-    return frozen
-
-
 def _qa_on_fp16_base(
     model: nn.Module, adapt: AdaptConfig, qa_int4: str | os.PathLike | None
 ) -> dict[str, QAParams] | None:
     """The INT4 model's (s, z) for a QA adapter on the fp16 base, with its layers that carry no adapter put in
-    place (`run_frozen_layers_as_merged`); None without an INT4 model."""
+    place (`merge.take_untargeted_int4_layers`); None without an INT4 model."""
     if qa_int4 is None:
         return None
     int4 = load_model(qa_int4)
     if adapt.quantization_aware:
-        run_frozen_layers_as_merged(model, adapt, int4, str(qa_int4))
+        take_untargeted_int4_layers(model, adapt.targets, int4, str(qa_int4))
     return qa_params_from(int4)
 
 
