@@ -34,6 +34,7 @@ except ImportError:  # a tree from before sqft.loading, where sqft.modeling load
 VARIANTS = (
     ("sqft-sparsepeft", None),
     ("sqft-qa-sparsepeft", "fp16"),
+    ("sqft-qa-sparsepeft", "gptq-residual"),
     ("sqft-qa-sparsepeft", "gptq"),
     ("sqft-qa-sparsepeft", "gptq-dither"),
 )

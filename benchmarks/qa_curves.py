@@ -33,6 +33,7 @@ from typing import Any
 VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sparsepeft": ("sqft-sparsepeft", "sparse", {}),
     "qa-fp16": ("sqft-qa-sparsepeft", "sparse", {"qa_base": "fp16"}),
+    "qa-residual": ("sqft-qa-sparsepeft", "sparse", {"qa_base": "gptq-residual"}),
     "qa-gptq": ("sqft-qa-sparsepeft", "int4", {"qa_base": "gptq"}),
     "qa-dither": ("sqft-qa-sparsepeft", "int4", {"qa_base": "gptq-dither"}),
     "lora-int4": ("sqft", "int4", {}),
@@ -61,13 +62,15 @@ def _heldout_rows(cfg, root: Path, n: int, tokenizer, cutoff: int) -> list[dict[
     return build_training_dataset(tokenizer, load_training_examples(str(path), "gsm8k"), cutoff)
 
 
-def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: int, work: Path) -> dict:
+def _train_variant(
+    name: str, recipe, models: dict[str, str], heldout, every: int, work: Path, seed: int
+) -> dict:
     from sqft.adapt.config import AdaptConfig, TrainConfig
     from sqft.adapt.heldout import HeldOutLossCallback
     from sqft.adapt.train import finetune
     from sqft.data import load_training_examples, pad_collate
     from sqft.loading import load_model, load_tokenizer
-    from sqft.merge import take_untargeted_int4_layers
+    from sqft.merge import prepare_qa_fp16_base
     from sqft.recipe import build
     from sqft.stages.finetune import qa_params_from
 
@@ -75,13 +78,14 @@ def _train_variant(name: str, recipe, models: dict[str, str], heldout, every: in
     section = {**recipe.adapt_section(), **overrides}
     section.update(zip(("sparse_adapter", "quantization_aware"), _switches(pipeline)))
     adapt = build(AdaptConfig, section, name)
-    train = build(TrainConfig, recipe.finetune["train"], name)
+    # `seed`: adapter init and data order; `nls_seed`: the sub-adapters sampled
+    train = build(TrainConfig, {**recipe.finetune["train"], "seed": seed, "nls_seed": seed}, name)
     qa_params = None
     model, tokenizer = load_model(models[base]), load_tokenizer(models[base])
-    if adapt.quantization_aware and adapt.qa_base == "fp16":  # as `sqft finetune --qa-int4` does
+    if adapt.on_fp16_base:  # as `sqft finetune --qa-int4` does
         int4 = load_model(models["int4"])
         qa_params = qa_params_from(int4)
-        take_untargeted_int4_layers(model, adapt.targets, int4, models["int4"])
+        prepare_qa_fp16_base(model, adapt, int4, models["int4"])
     examples = load_training_examples(recipe.finetune["data"]["source"], "gsm8k")
     cb = HeldOutLossCallback(model, heldout, pad_collate(tokenizer), every=every)
     t0 = time.perf_counter()
@@ -162,6 +166,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=2, help="log the held-out loss every N optimizer steps")
     ap.add_argument("--heldout", type=int, default=24, help="held-out problems (~70 tokens each)")
     ap.add_argument("--fresh", action="store_true", help="retrain variants already in the JSON")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="training seed (adapter init, data order, NLS sampling)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from sqft.demo import DemoConfig
@@ -182,8 +189,9 @@ def main() -> None:
         if name in results:
             logging.info("%s: done already (%s); --fresh to retrain", name, out)
             continue
-        results[name] = _train_variant(name, recipe, models, heldout, args.every, root / "work")
+        results[name] = _train_variant(name, recipe, models, heldout, args.every, root / "work", args.seed)
         meta = {"heldout_examples": len(heldout), "heldout_tokens": n_tokens, "max_steps": args.max_steps}
+        meta["seed"] = args.seed
         out.write_text(json.dumps({"settings": meta, "models": models, "variants": results}, indent=1) + "\n")
     table = markdown(results)
     verdicts = {v: within_target(results, v) for v in results if v.startswith("qa")}

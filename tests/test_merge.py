@@ -5,10 +5,23 @@ import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
 from sqft.errors import SqftError
-from sqft.merge import dense_target_linears, merge_adapters, take_int4_layers, take_untargeted_int4_layers
+from sqft.merge import (
+    dense_target_linears,
+    merge_adapters,
+    prepare_qa_fp16_base,
+    take_int4_layers,
+    take_untargeted_int4_layers,
+)
 from sqft.modeling.structure import find_target_linears
 from sqft.stages.finetune import qa_params_from
-from tests.adapt.helpers import ALL_LINEARS, randomize_adapters_, sparse_int4_model, sparse_model, tokens
+from tests.adapt.helpers import (
+    ALL_LINEARS,
+    nudge_codes_,
+    randomize_adapters_,
+    sparse_int4_model,
+    sparse_model,
+    tokens,
+)
 from tests.conftest import tiny_llama
 from tests.tolerance import gamma
 
@@ -91,6 +104,58 @@ def test_qa_on_the_fp16_base_trains_the_model_that_merge_writes(as_merged):
     merged, _ = merge_adapters(model, probe=x)
     take_int4_layers(merged, dense_target_linears(merged), int4, "int4")  # what the merge stage completes
     assert torch.equal(merged(x).logits, eval_logits) == as_merged
+
+
+def test_qa_on_gptq_residual_trains_the_model_that_merge_writes():
+    """qa_base = gptq-residual, prepared as the finetune, evaluate and merge stages prepare it: merged = eval."""
+    model, int4 = _qa_on("gptq-residual", std=0.5)
+    x = tokens()
+    eval_logits = model(x).logits
+    merged, report = merge_adapters(model, probe=x)
+    assert dense_target_linears(merged) == []  # the untargeted layers came from the INT4 model already
+    assert torch.equal(merged(x).logits, eval_logits) and report.codes_equal_eval
+
+
+def _qa_on(qa_base: str, std: float = 0.0):
+    """The sparse model with a QA adapter on `qa_base`, prepared from a GPTQ-like INT4 model (a quarter of its
+    codes one step off round-to-nearest) as `sqft finetune --qa-int4` prepares it; B ~ N(0, std²) (0: untrained)."""
+    int4 = nudge_codes_(sparse_int4_model())
+    cfg = AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base)
+    if qa_base == "gptq":
+        model = nudge_codes_(sparse_int4_model())
+        inject_adapters(model, cfg)
+    else:
+        model = sparse_model()
+        prepare_qa_fp16_base(model, cfg, int4, "int4")
+        inject_adapters(model, cfg, qa_params_from(int4))
+    if std:
+        randomize_adapters_(model, std=std)
+    return model.eval(), int4
+
+
+def test_gptq_residual_starts_at_the_gptq_model_and_fp16_does_not():
+    """B = 0: the QA model on gptq-residual computes the INT4 model's logits bit for bit; on the fp16 base it
+    computes round-to-nearest's codes, which differ where GPTQ's do."""
+    x = tokens()
+    model, int4 = _qa_on("gptq-residual")
+    assert torch.equal(model(x).logits, int4(x).logits)
+    model, _ = _qa_on("fp16")
+    assert not torch.equal(model(x).logits, int4(x).logits)
+
+
+def test_gptq_residual_moves_codes_at_once_where_a_base_on_the_grid_cannot():
+    """A small delta (|L| < s_q/2 everywhere): no code of the gptq base moves, while the residual base, whose
+    weights sit inside their bins, already changes codes (its forward learns from the first step)."""
+    moved = {}
+    for qa_base in ("gptq", "gptq-residual"):
+        model, int4 = _qa_on(qa_base, std=1e-3)
+        moved[qa_base] = 0
+        for name, layer in adapter_layers(model).items():
+            L = layer.delta_weight()
+            s = layer.qa_scale.repeat_interleave(layer.qa.group_size, 1)
+            assert (L.abs() < s / 2).all(), name
+            moved[qa_base] += int((layer.merged_codes() != int4.get_submodule(name).codes()[0]).sum())
+    assert moved["gptq"] == 0 < moved["gptq-residual"]
 
 
 def test_dense_adapter_into_sparse_base_needs_allow_densify():

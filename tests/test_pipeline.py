@@ -76,10 +76,10 @@ def test_pipeline_runs_and_resumes(tmp_path, model_dir, pipeline):
     if pipeline == "sqft-qa-sparsepeft":
         merged = read_manifest(state.dirs["merge"])
         assert merged["stage"] == "merge" and merged["figures"]["kind"] == "int4"
-        # qa_base auto in a pipeline: trained on the fp16 sparse model with the INT4 model's (s, z)
+        # qa_base auto in a pipeline: trained on the fp16 sparse model moved into the INT4 model's bins
         tuned = read_manifest(state.dirs["finetune"])
         assert (
-            tuned["config"]["adapt"]["qa_base"] == "fp16"
+            tuned["config"]["adapt"]["qa_base"] == "gptq-residual"
             and tuned["config"]["qa_int4"] == state.dirs["quantize"]
         )
         assert state.adapter_base == state.dirs["sparsify"] and merged["figures"]["codes_equal_eval"]

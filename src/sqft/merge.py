@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sqft.adapt.inject import adapter_config_of, adapter_layers
+from sqft.adapt.config import AdaptConfig
+from sqft.adapt.equations import quant_codes, snapped_to_bins
+from sqft.adapt.inject import adapter_config_of, adapter_layers, qa_params_of
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
 from sqft.errors import SqftError
 from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
@@ -23,6 +25,8 @@ from sqft.quantize.format import replace_module
 
 __all__ = [
     "take_untargeted_int4_layers",
+    "snap_to_int4_bins",
+    "prepare_qa_fp16_base",
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
     "check_mergeable",
@@ -198,3 +202,42 @@ def take_untargeted_int4_layers(
     frozen = [n for n in find_target_linears(model, DEFAULT_TARGETS) if n not in adapted]
     take_int4_layers(model, frozen, int4, where)
     return frozen
+
+
+@torch.no_grad()
+def snap_to_int4_bins(model: nn.Module, targets: tuple[str, ...], int4: nn.Module, where: str) -> None:
+    """qa_base = gptq-residual: move each target weight W of the fp16 sparse model into the bin of its code in the
+    INT4 model (`equations.snapped_to_bins`), in place, in the model's dtype. A weight that the cast to that
+    dtype would carry across a bin edge goes to its bin's centre, so the codes are exactly the INT4 model's."""
+    int4_layers = dict(int4.named_modules())
+    for name, linear in find_target_linears(model, targets).items():
+        layer = int4_layers.get(name)
+        if layer is None or not is_quant_linear(layer):
+            raise SqftError(f"'{where}' has no INT4 layer '{name}': pass the INT4 model of this sparse model")
+        q, _, _ = layer.codes()
+        qa = qa_params_of(layer)
+        W = linear.weight
+        if q.shape != W.shape:
+            raise SqftError(
+                f"'{where}': layer '{name}' is {tuple(q.shape)}, the sparse model's {tuple(W.shape)}"
+            )
+        W_g = snapped_to_bins(W.float(), q, qa).to(W.dtype)
+        crossed = quant_codes(W_g, qa) != q
+        if crossed.any():
+            W_g[crossed] = layer.dequantize(torch.float32).to(W.dtype)[crossed]
+        if not torch.equal(W_g == 0, W == 0):
+            raise SqftError(
+                f"'{where}': the codes of '{name}' do not keep the sparse model's zeros: pass the INT4 model "
+                "quantized from this sparse model (sqft quantize keeps every zero)"
+            )
+        assert torch.equal(quant_codes(W_g, qa), q), f"{name}: snapped weights off their GPTQ codes"
+        W.copy_(W_g)
+
+
+def prepare_qa_fp16_base(model: nn.Module, adapt: AdaptConfig, int4: nn.Module, where: str) -> None:
+    """The fp16 sparse model as a QA adapter on it trains, runs unmerged and merges: the layers without adapter
+    taken from the INT4 model (`take_untargeted_int4_layers`); with qa_base = gptq-residual the targets moved into
+    their GPTQ bins (`snap_to_int4_bins`). In place, before the adapter wraps the targets."""
+    take_untargeted_int4_layers(model, adapt.targets, int4, where)
+    if adapt.qa_base == "gptq-residual":
+        snap_to_int4_bins(model, adapt.targets, int4, where)

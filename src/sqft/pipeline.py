@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqft.adapt.config import AdaptConfig, TrainConfig
+from sqft.adapt.config import FP16_QA_BASES, AdaptConfig, TrainConfig
 from sqft.adapt.export import read_elastic_config
 from sqft.artifacts import MANIFEST
 from sqft.data import load_training_examples
@@ -116,7 +116,7 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
     train = build(TrainConfig, recipe.finetune.get("train"), "finetune.train")
     data = dict(recipe.finetune["data"])
     examples = load_training_examples(data.pop("source"), data.pop("format", "auto"), **data)
-    qa_fp16 = _qa_fp16(recipe)  # auto: the sparse parent is always there, so the paper's fp16 base
+    qa_fp16 = _qa_fp16(recipe)  # auto: the sparse parent is always there, so gptq-residual
     base = st.sparse if qa_fp16 else st.current
     run_finetune(
         base,
@@ -134,13 +134,13 @@ def _finetune(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None
 def _qa_fp16(recipe: Recipe) -> bool:
     """Whether the recipe's QA adapter trains on the fp16 sparse model (qa_base fp16, or auto in a pipeline)."""
     adapt = recipe.adapt_section()
-    return bool(adapt["quantization_aware"]) and adapt.get("qa_base", "auto") in ("fp16", "auto")
+    return bool(adapt["quantization_aware"]) and adapt.get("qa_base", "auto") in (*FP16_QA_BASES, "auto")
 
 
 def _trained_on_fp16(adapter: str) -> bool:
     """Whether a finished adapter was trained with qa_base=fp16 (its saved configuration says)."""
     cfg = read_elastic_config(adapter)["adapt_config"]
-    return bool(cfg.get("quantization_aware")) and cfg.get("qa_base") == "fp16"
+    return bool(cfg.get("quantization_aware")) and cfg.get("qa_base") in FP16_QA_BASES
 
 
 def _extract(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
@@ -211,7 +211,7 @@ def _section(recipe: Recipe, stage: str, adapter: str | None = None) -> Any:
         adapt = recipe.adapt_section()
         if adapt["quantization_aware"] and adapt.get("qa_base", "auto") == "auto":
             # what auto means here (so adapters cached under the old default, gptq, are not taken for it)
-            section["qa_base"] = "fp16"
+            section["qa_base"] = "gptq-residual"
         return section
     if stage == "merge":
         return {"extract": recipe.extract, "pipeline": recipe.pipeline}

@@ -54,3 +54,18 @@ def randomize_adapters_(model: nn.Module, std: float = 0.05, seed: int = 1) -> N
 def tokens(batch: int = 2, length: int = 24, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(4, 100, (batch, length), generator=g)
+
+
+def nudge_codes_(model: nn.Module, fraction: float = 0.25, seed: int = 0) -> nn.Module:
+    """Move a `fraction` of the kept codes (q ≠ z) of every INT4 layer one step up or down, clamped to the grid,
+    as GPTQ's error feedback departs from round-to-nearest; pruned codes (q = z) stay. In place."""
+    g = torch.Generator().manual_seed(seed)
+    for name, layer in find_target_linears(model, ALL_LINEARS).items():
+        q, scale, zero = layer.codes()  # (out, in), (out, G), (out, G)
+        z = zero.repeat_interleave(q.shape[1] // zero.shape[1], 1).to(q.dtype)
+        step = torch.randint(0, 2, q.shape, generator=g) * 2 - 1
+        move = (torch.rand(q.shape, generator=g) < fraction) & (q != z)
+        q = torch.where(move, (q + step).clamp(0, 2**layer.bits - 1), q)
+        new = QuantLinear.from_codes(q, scale, zero, layer.bits, layer.group_size, False, layer.bias)
+        replace_module(model, name, new)
+    return model

@@ -93,18 +93,31 @@ def test_qa_finetune_merge_to_int4(tmp_path, data, int4_dir):
     assert torch.equal(load_model(merged)(x).logits, trained(x).logits)
 
 
-def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_dir, int4_dir):
-    """qa_base=fp16: train on the fp16 sparse weights with the INT4 model's (s, z); merge gives one INT4 model."""
+@pytest.mark.parametrize("qa_base", ["fp16", "gptq-residual"])
+def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_dir, qa_base):
+    """qa_base fp16 / gptq-residual: train on the fp16 sparse weights (gptq-residual: moved into the bins of the
+    INT4 model's codes) with the INT4 model's (s, z); merge gives one INT4 model = the trained model."""
     from sqft.adapt import load_adapter
+    from sqft.adapt.export import read_adapt_config
+    from sqft.merge import prepare_qa_fp16_base
     from sqft.modeling.structure import find_target_linears
-    from sqft.quantize.format import replace_module
-    from tests.adapt.helpers import ALL_LINEARS
+    from tests.adapt.helpers import ALL_LINEARS, nudge_codes_
 
+    int4_dir = tmp_path / "int4"  # GPTQ-like: codes that depart from round-to-nearest
+    save_gptq_model(nudge_codes_(sparse_int4_model()), char_tokenizer(), int4_dir)
     ad, merged = tmp_path / "ad", tmp_path / "merged"
-    qa = ["--pipeline", "sqft-qa-sparsepeft", "--qa-base", "fp16", "--qa-int4", str(int4_dir)]
+    qa = ["--pipeline", "sqft-qa-sparsepeft", "--qa-base", qa_base, "--qa-int4", str(int4_dir)]
     assert main(["finetune", str(sparse_dir), "--data", str(data), "--output", str(ad)] + qa + FAST) == 0
-    assert main(["merge", str(sparse_dir), str(ad), "--output", str(merged)]) == 2  # INT4 layers missing
+    assert (
+        main(["merge", str(sparse_dir), str(ad), "--output", str(merged)]) == 2
+    )  # the INT4 model is missing
     assert not merged.exists()
+    if qa_base == "gptq-residual":  # unmerged, too, it runs only on the base it trained on
+        text = tmp_path / "text.txt"
+        text.write_text("the cat sat on the mat. " * 8)
+        ev = ["evaluate", str(sparse_dir), "--adapter", str(ad), "--task", "perplexity", "--data", str(text)]
+        assert main(ev + ["--output", str(tmp_path / "ev")]) == 2
+        assert main(ev + ["--qa-int4", str(int4_dir), "--output", str(tmp_path / "ev")]) == 0
     args = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(int4_dir), "--config", "maximal"]
     assert main(args + ["--output", str(merged)]) == 0
     fig = json.loads((merged / "sqft.json").read_text())["figures"]
@@ -120,10 +133,10 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
         z_full = z.repeat_interleave(q.shape[1] // z.shape[1], 1)
         pruned = sparse_w[name] == 0
         assert torch.equal(q[pruned], z_full[pruned]), name  # every pruned weight dequantizes to exactly 0
-    # the merged model = the trained model's eval forward, with the INT4 model's layers where no adapter was
-    trained = load_adapter(load_model(sparse_dir), ad)
-    for name in find_target_linears(trained, ("o_proj", "gate_proj")):
-        replace_module(trained, name, int4.get_submodule(name))
+    # the merged model = the trained model's eval forward, on the base prepared from the INT4 model
+    trained = load_model(sparse_dir)
+    prepare_qa_fp16_base(trained, read_adapt_config(ad), int4, str(int4_dir))
+    trained = load_adapter(trained, ad)
     x = tokens()
     assert torch.equal(out(x).logits, trained.eval()(x).logits)
 

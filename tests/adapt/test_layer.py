@@ -187,8 +187,8 @@ def test_qa_base_auto_resolves_by_the_base_and_the_model_keeps_the_concrete_one(
     assert adapter_config_of(dense).qa_base == "fp16"
     with caplog.at_level("INFO", logger="sqft.adapt.api"):
         assert resolve_qa_base(cfg, fp16_parent=False).qa_base == "gptq-dither"
-        assert resolve_qa_base(cfg, fp16_parent=True).qa_base == "fp16"
-    assert "would freeze the forward" in caplog.text and "as in the paper" in caplog.text
+        assert resolve_qa_base(cfg, fp16_parent=True).qa_base == "gptq-residual"
+    assert "would freeze the forward" in caplog.text and "moved into the bin of its GPTQ code" in caplog.text
 
 
 def test_config_validation():

@@ -12,7 +12,15 @@ from typing import Any
 from sqft.errors import SqftError
 from sqft.typecheck import check_field_types
 
-__all__ = ["ADAPT_TARGETS", "GROUPINGS", "PIPELINES", "QA_BASES", "AdaptConfig", "TrainConfig"]
+__all__ = [
+    "ADAPT_TARGETS",
+    "FP16_QA_BASES",
+    "GROUPINGS",
+    "PIPELINES",
+    "QA_BASES",
+    "AdaptConfig",
+    "TrainConfig",
+]
 
 # SPEC §3 default targets: attention q, k, v and the MLP up/down projections.
 ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
@@ -22,7 +30,9 @@ ADAPT_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 GROUPINGS = ("layer_qkv", "module", "layer")
 
 # W_base of QA-SparsePEFT (see AdaptConfig.qa_base)
-QA_BASES = ("auto", "fp16", "gptq", "gptq-dither")
+QA_BASES = ("auto", "fp16", "gptq-residual", "gptq", "gptq-dither")
+# ... of those, the ones trained on the fp16 sparse model (with the INT4 model's s_q, z and untargeted layers)
+FP16_QA_BASES = ("fp16", "gptq-residual")
 
 # pipeline name → (sparse_adapter, quantization_aware); the base model decides sparse / INT4 (SPEC §0).
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -53,12 +63,15 @@ class AdaptConfig:
     quantization_aware: bool = False
     """QA-SparsePEFT: the merged weight is fake-quantized with the INT4 base's frozen scales and zeros."""
     qa_base: str = "auto"
-    """'fp16': W_base is the fp16 sparse weight (the paper's; needs the INT4 model's s_q, z); 'gptq': the INT4 base
+    """'fp16': W_base is the fp16 sparse weight (the paper's; needs the INT4 model's s_q, z); 'gptq-residual': the
+    fp16 sparse weight moved into the bin of its GPTQ code (`equations.snapped_to_bins`: it starts at the GPTQ
+    model's codes and keeps its in-bin position, so codes move from the first step); 'gptq': the INT4 base
     dequantized on the fly (no fp16 copy, but it lies on the grid: no code moves until |L| > s_q/2); 'gptq-dither':
     the INT4 base plus a fixed seeded offset s_q·u, u ~ U[−½, ½) per weight, regenerated from the module name (no
     memory): it starts at the GPTQ codes and, like an fp16 weight, anywhere inside its bin. 'auto' (default):
-    fp16 when training on the fp16 sparse model, gptq-dither on an INT4 model — the order of the measured
-    held-out loss curves (README, benchmarks/qa_curves.py: fp16 < gptq-dither ≪ gptq)."""
+    gptq-residual when training on the fp16 sparse model with the INT4 model (`adapt.api.resolve_qa_base`),
+    gptq-dither on an INT4 model alone, fp16 on a float model given only s_q, z — the order of the measured
+    held-out loss curves (README, benchmarks/qa_curves.py: gptq-residual < fp16 < gptq-dither ≪ gptq)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -101,6 +114,12 @@ class AdaptConfig:
         return self.adapter == "nls" and len(self.ranks) > 1
 
     @property
+    def on_fp16_base(self) -> bool:
+        """A QA adapter trained on the fp16 sparse model (qa_base fp16 or gptq-residual): it needs the INT4 model
+        alongside (`--qa-int4`) to train, to run unmerged and to merge."""
+        return self.quantization_aware and self.qa_base in FP16_QA_BASES
+
+    @property
     def variant(self) -> str:
         if self.quantization_aware:
             return "qa-sparsepeft" if self.sparse_adapter else "qa-lora"
@@ -118,7 +137,9 @@ class AdaptConfig:
         return replace(self, **changes)
 
     def resolved_qa_base(self, int4_base: bool) -> AdaptConfig:
-        """`qa_base='auto'` made concrete for a base: 'gptq-dither' on an INT4 model, else 'fp16'."""
+        """`qa_base='auto'` made concrete for a base: 'gptq-dither' on an INT4 model, else 'fp16' (a float model
+        given only the INT4 model's s_q, z; `resolve_qa_base` has already chosen gptq-residual when its codes are
+        there too)."""
         if not self.quantization_aware or self.qa_base != "auto":
             return self
         return self.with_(qa_base="gptq-dither" if int4_base else "fp16")

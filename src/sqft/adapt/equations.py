@@ -6,6 +6,7 @@
     Q   = clamp(round(W_m / s_q) + z, 0, 2^b − 1),  Ŵ = s_q (Q − z)  QA-SparsePEFT (eq. 3)
     Q   = clamp(q + round(L / s_q), 0, 2^b − 1)                     the same on an INT-b base W = s_q (q − z)
     Q   = clamp(q + round(u + L / s_q), 0, 2^b − 1)                 ... with a dithered base W = s_q (q − z + u)
+    u   = clamp(W / s_q − (q − z), −½, ½),  W_g = s_q (q − z + u)    the fp16 weight moved into its GPTQ code's bin
 
 Every rounding goes through `quantize.primitives.round_to_grid_`. Weight algebra is done in fp32; the callers
 cast to the compute dtype once. Shapes: W, L, M (out, in); A (r, in); B (out, r); s_q, z (out, G).
@@ -31,6 +32,8 @@ __all__ = [
     "fake_quant_groups",
     "requantized_codes",
     "dither_offsets",
+    "in_bin_residual",
+    "snapped_to_bins",
     "low_rank_t",
     "int4_requantized",
     "int4_pruned_t",
@@ -132,6 +135,33 @@ def dither_offsets(shape: tuple[int, ...], seed: int, device: torch.device | str
     """
     gen = torch.Generator(device=device).manual_seed(seed)
     return torch.rand(shape, generator=gen, device=device).sub_(0.5)
+
+
+def in_bin_residual(W: torch.Tensor, q: torch.Tensor, qa: QAParams, edge: float = 2.0**-6) -> torch.Tensor:
+    """u = clamp(W / s_q − (q − z), −½ + edge, ½ − edge) fp32 (out, in): where the fp16 weight W lies relative to
+    the centre of its GPTQ code q's bin, in units of s_q. Where round-to-nearest agrees with GPTQ it is the
+    weight's exact position (within `edge` of the bin's edges: the edge − `edge`, so that it never ties); where
+    GPTQ chose a neighbouring code it is that bin's edge nearest to W. (q − z)
+    is an exact integer, so a small W keeps its value: u = 0 only where W = 0 and q = z.
+    W, q (out, in); s_q, z in `qa` (out, G)."""
+    n_in = W.shape[1]
+    Wg, sq, z = _grouped(W.float(), qa)  # (out, G, gs), (out, G, 1)
+    qg, _, _ = _grouped(q.float(), qa)
+    u = (Wg / sq).sub_(qg - z).clamp_(-0.5 + edge, 0.5 - edge)
+    return u.flatten(1)[:, :n_in]
+
+
+def snapped_to_bins(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.Tensor:
+    """W_g = s_q (q − z + u) fp32 (out, in), u = `in_bin_residual`: the base of qa_base = gptq-residual. Its codes
+    are GPTQ's, `quant_codes(W_g) = q`, so the QA forward starts at the GPTQ model; and it keeps the fp16 weight's
+    position inside the bin, so, unlike a base on the grid (u = 0), a code moves as soon as L pushes it across
+    the nearer edge. W_g = W (to fp32 rounding) wherever GPTQ's code is round-to-nearest's (and W not within s_q/64 of an edge); W_g = 0 exactly
+    where W = 0 and q = z."""
+    n_in = W.shape[1]
+    u = in_bin_residual(W, q, qa)
+    ug, sq, z = _grouped(u, qa)
+    qg, _, _ = _grouped(q.float(), qa)
+    return (qg - z).add_(ug).mul_(sq).flatten(1)[:, :n_in]
 
 
 def low_rank_t(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:

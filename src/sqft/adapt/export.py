@@ -114,7 +114,7 @@ def _write(
 
 
 def _qa_tensors(model: nn.Module, cfg: AdaptConfig) -> dict[str, torch.Tensor] | None:
-    if not (cfg.quantization_aware and cfg.qa_base == "fp16"):
+    if not cfg.on_fp16_base:
         return None  # gptq: the INT4 base holds its own scales and zeros
     out = {}
     for name, layer in adapter_layers(model).items():

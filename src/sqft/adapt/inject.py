@@ -76,7 +76,8 @@ def _qa_for(name: str, base: nn.Module, cfg: AdaptConfig, qa_params: Mapping[str
         return qa_params_of(base)
     if qa_params is None or name not in qa_params:
         raise SqftError(
-            f"quantization-aware training with qa_base=fp16 needs the INT4 model's scales and zeros for '{name}': "
+            f"quantization-aware training with qa_base={cfg.qa_base} needs the INT4 model's scales and zeros for "
+            f"'{name}': "
             "pass the quantized model (--qa-int4) alongside the fp16 sparse model"
         )
     return qa_params[name]

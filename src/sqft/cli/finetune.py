@@ -111,12 +111,15 @@ def _add_variant_args(a: argparse._ArgumentGroup) -> None:
         "--qa-base",
         choices=list(QA_BASES),
         default="auto",
-        help="QA base weight: the fp16 sparse MODEL (fp16, with --qa-int4), the dequantized INT4 MODEL (gptq: "
-        "frozen until |L| > s_q/2), or INT4 plus a seeded in-bin offset (gptq-dither); auto (default): fp16 when "
-        "--qa-int4 is given, else gptq-dither",
+        help="QA base weight: the fp16 sparse MODEL (fp16, with --qa-int4), the same moved into the bins of the "
+        "INT4 model's codes (gptq-residual, with --qa-int4), the dequantized INT4 MODEL (gptq: "
+        "frozen until |L| > s_q/2), or INT4 plus a seeded in-bin offset (gptq-dither); auto (default): "
+        "gptq-residual when --qa-int4 is given, else gptq-dither",
     )
     a.add_argument(
-        "--qa-int4", default=None, help="with --qa-base fp16 or auto: the INT4 model giving scales/zeros"
+        "--qa-int4",
+        default=None,
+        help="with --qa-base fp16, gptq-residual or auto: the INT4 model giving scales/zeros (and codes)",
     )
 
 

@@ -21,7 +21,7 @@ from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_data, write_results
 from sqft.loading import load_model
-from sqft.merge import take_untargeted_int4_layers
+from sqft.merge import prepare_qa_fp16_base
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
 
@@ -58,7 +58,13 @@ def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
         return None
     if not Path(opts.adapter).is_dir():
         raise SqftError(f"adapter directory '{opts.adapter}' does not exist")
-    return check_base(read_elastic_config(opts.adapter), opts.adapter, model_path, opts.force)
+    meta = check_base(read_elastic_config(opts.adapter), opts.adapter, model_path, opts.force)
+    if opts.qa_int4 is None and read_adapt_config(opts.adapter).qa_base == "gptq-residual":
+        raise SqftError(
+            f"adapter '{opts.adapter}' was trained on the sparse model moved into its INT4 model's bins "
+            "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
+        )
+    return meta
 
 
 def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
@@ -69,7 +75,7 @@ def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
         if adapt is None or not adapt.quantization_aware:
             raise SqftError("--qa-int4 goes with a quantization-aware --adapter trained on the fp16 base")
         int4 = load_model(opts.qa_int4, opts.dtype, opts.device)
-        take_untargeted_int4_layers(model, adapt.targets, int4, opts.qa_int4)
+        prepare_qa_fp16_base(model, adapt, int4, opts.qa_int4)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:

@@ -30,7 +30,7 @@ from sqft.artifacts import Stopwatch, atomic_output, check_output, fingerprint, 
 from sqft.data import TrainingExample, as_training_examples, load_training_examples
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import take_untargeted_int4_layers
+from sqft.merge import prepare_qa_fp16_base
 from sqft.stages.common import check_model_output, load_input
 
 __all__ = ["run_finetune", "qa_params_from"]
@@ -73,13 +73,13 @@ def qa_params_from(int4: str | os.PathLike | nn.Module) -> dict[str, QAParams]:
 def _qa_on_fp16_base(
     model: nn.Module, adapt: AdaptConfig, qa_int4: str | os.PathLike | None
 ) -> dict[str, QAParams] | None:
-    """The INT4 model's (s, z) for a QA adapter on the fp16 base, with its layers that carry no adapter put in
-    place (`merge.take_untargeted_int4_layers`); None without an INT4 model."""
+    """The INT4 model's (s, z) for a QA adapter on the fp16 base, with the base made ready from the INT4 model
+    (`merge.prepare_qa_fp16_base`); None without an INT4 model."""
     if qa_int4 is None:
         return None
     int4 = load_model(qa_int4)
     if adapt.quantization_aware:
-        take_untargeted_int4_layers(model, adapt.targets, int4, str(qa_int4))
+        prepare_qa_fp16_base(model, adapt, int4, str(qa_int4))
     return qa_params_from(int4)
 
 
@@ -97,9 +97,9 @@ def _examples(
 
 def _resolved_adapt(adapt: AdaptConfig, qa_int4: str | os.PathLike | None) -> AdaptConfig:
     adapt = resolve_qa_base(adapt, fp16_parent=qa_int4 is not None)
-    if adapt.quantization_aware and adapt.qa_base == "fp16" and qa_int4 is None:
+    if adapt.on_fp16_base and qa_int4 is None:
         raise SqftError(
-            "qa_base=fp16 trains on the fp16 sparse model and needs the INT4 model's scales: "
+            f"qa_base={adapt.qa_base} trains on the fp16 sparse model and needs the INT4 model's scales: "
             "pass --qa-int4 INT4_MODEL_DIR (or use --qa-base gptq on the INT4 model)"
         )
     return adapt

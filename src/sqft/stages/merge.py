@@ -11,13 +11,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from sqft.adapt.export import load_adapter, read_elastic_config
+from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
 from sqft.adapt.inject import adapter_layers, set_active_ranks
 from sqft.adapt.provenance import check_base
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import check_mergeable, dense_target_linears, merge_adapters, report_figures, take_int4_layers
+from sqft.merge import (
+    check_mergeable,
+    dense_target_linears,
+    merge_adapters,
+    prepare_qa_fp16_base,
+    report_figures,
+    take_int4_layers,
+)
 from sqft.modeling.io import save_model
 from sqft.quantize.format import save_gptq_model
 from sqft.search.api import resolve_adapter_config
@@ -61,18 +68,29 @@ def run_merge(
 ) -> dict[str, Any]:
     """Merge an adapter into its base and save one model (sparse fp16/bf16, or INT4 in the GPTQ format).
 
-    A QA adapter trained with qa_base=fp16 merges into the fp16 sparse BASE; `qa_int4` then supplies the INT4
-    layers that carry no adapter (o_proj, gate_proj, ...), so the output is a complete INT4 model. The adapter
+    A QA adapter trained on the fp16 base (qa_base fp16 or gptq-residual) merges into the fp16 sparse BASE;
+    `qa_int4` then supplies the INT4 layers that carry no adapter (o_proj, gate_proj, ...), so the output is a
+    complete INT4 model, and for gptq-residual the bins the targets were moved into. The adapter
     must have been trained on BASE (its recorded fingerprint and, for SparsePEFT, mask), unless `force`.
     Returns the manifest's figures.
     """
     inputs = [base_source, adapter_dir, qa_int4]
     out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
+    adapt = read_adapt_config(adapter_dir)
+    if adapt.qa_base == "gptq-residual" and qa_int4 is None:
+        raise SqftError(
+            f"adapter '{adapter_dir}' was trained on the sparse model moved into its INT4 model's bins "
+            "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
+        )
     check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
     provenance = check_base(meta, adapter_dir, base_source, force)
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
+    if (
+        adapt.on_fp16_base and qa_int4 is not None
+    ):  # the base the adapter trained on, before it wraps the targets
+        prepare_qa_fp16_base(model, adapt, load_model(qa_int4), str(qa_int4))
     load_adapter(model, adapter_dir, force)
     provenance["mask_checked"] = meta.get("mask_fingerprint") is not None
     check_mergeable(model, allow_densify)
