@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fidelity_data import SHARED, StudyData, build_data
@@ -119,45 +120,48 @@ class Study:
         return evaluate_unmerged(self.work, st, self.data.tasks, a.device, a.dtype, True)
 
 
-def sweep(study: Study) -> dict[str, Path]:
-    rows = {"dense": study.evaluate(study.model)}
+# A part yields its rows (label, evaluation directory) as they are made, so that an interrupted part has written
+# the rows it finished (`main` rewrites the part's report after each row, marked partial until the last).
+Rows = Iterator[tuple[str, Path]]
+
+
+def sweep(study: Study) -> Rows:
+    yield "dense", study.evaluate(study.model)
     for p in SPARSITIES:
         st = study.run("sqft-sparsepeft", p)
-        rows[f"{round(100 * p)}% sparse"] = study.evaluate(st.dirs["sparsify"])
-        rows[f"{round(100 * p)}% sparse + SparsePEFT"] = Path(st.dirs["evaluate"])
-    return rows
+        yield f"{round(100 * p)}% sparse", study.evaluate(st.dirs["sparsify"])
+        yield f"{round(100 * p)}% sparse + SparsePEFT", Path(st.dirs["evaluate"])
 
 
-def pipelines(study: Study) -> dict[str, Path]:
-    rows = {"dense": study.evaluate(study.model)}
+def pipelines(study: Study) -> Rows:
+    yield "dense", study.evaluate(study.model)
     qa = study.run("sqft-qa-sparsepeft")
-    rows["50% sparse"] = study.evaluate(qa.dirs["sparsify"])
-    rows["50% sparse INT4"] = study.evaluate(qa.dirs["quantize"])
-    rows["Shears"] = Path(study.run("shears").dirs["evaluate"])
+    yield "50% sparse", study.evaluate(qa.dirs["sparsify"])
+    yield "50% sparse INT4", study.evaluate(qa.dirs["quantize"])
+    yield "SQFT + QA-SparsePEFT", Path(qa.dirs["evaluate"])
+    yield "SQFT + QA-SparsePEFT (unmerged)", study.unmerged(qa)
     sp = study.run("sqft-sparsepeft")
-    rows["SQFT + SparsePEFT"] = Path(sp.dirs["evaluate"])
-    rows["SQFT + SparsePEFT (unmerged)"] = study.unmerged(sp)
-    rows["SQFT + QA-SparsePEFT"] = Path(qa.dirs["evaluate"])
-    rows["SQFT + QA-SparsePEFT (unmerged)"] = study.unmerged(qa)
-    return rows
+    yield "SQFT + SparsePEFT", Path(sp.dirs["evaluate"])
+    yield "SQFT + SparsePEFT (unmerged)", study.unmerged(sp)
+    yield "Shears", Path(study.run("shears").dirs["evaluate"])
 
 
-def adapters(study: Study) -> dict[str, Path]:
-    rows = {"dense": study.evaluate(study.model)}
-    rows["LoRA (dense)"] = Path(study.run("lora", adapter="lora").dirs["evaluate"])
+def adapters(study: Study) -> Rows:
+    yield "dense", study.evaluate(study.model)
+    yield "LoRA (dense)", Path(study.run("lora", adapter="lora").dirs["evaluate"])
     sqft = study.run("sqft")
-    rows["50% sparse INT4"] = study.evaluate(sqft.dirs["quantize"])
-    rows["SQFT"] = Path(sqft.dirs["evaluate"])
-    rows["Shears"] = Path(study.run("shears").dirs["evaluate"])
-    rows["Shears with LoRA"] = Path(study.run("shears", adapter="lora").dirs["evaluate"])
-    return rows
+    yield "50% sparse INT4", study.evaluate(sqft.dirs["quantize"])
+    yield "SQFT", Path(sqft.dirs["evaluate"])
+    yield "Shears", Path(study.run("shears").dirs["evaluate"])
+    yield "Shears with LoRA", Path(study.run("shears", adapter="lora").dirs["evaluate"])
 
 
-def search(study: Study) -> dict[str, Path]:
+def search(study: Study) -> Rows:
     from sqft.cli import main as sqft
 
     st = study.run("shears")
-    rows = {"50% sparse": study.evaluate(st.dirs["sparsify"]), "Shears, median": Path(st.dirs["evaluate"])}
+    yield "50% sparse", study.evaluate(st.dirs["sparsify"])
+    yield "Shears, median", Path(st.dirs["evaluate"])
     out = study.work / f"search-hill-climbing-{Path(st.dirs['finetune']).name}"
     if not out.is_dir():
         sqft(
@@ -166,8 +170,10 @@ def search(study: Study) -> dict[str, Path]:
             + ["--turns", "4", "--neighbours", "4", "--budget", "16", "--seed", str(study.args.seed)]
             + ["--output", str(out), "-q"]
         )
-    rows["Shears, hill-climbing"] = study.evaluate(st.dirs["sparsify"], str(out / "adapter"))
-    return rows
+    yield "Shears, hill-climbing", study.evaluate(st.dirs["sparsify"], str(out / "adapter"))
+
+
+PART_ROWS = {"sweep": sweep, "pipelines": pipelines, "adapters": adapters, "search": search}
 
 
 def claims(part: str, rows: dict[str, Path]) -> list[tuple[str, str, str]]:
@@ -181,7 +187,9 @@ def claims(part: str, rows: dict[str, Path]) -> list[tuple[str, str, str]]:
     return out
 
 
-def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, command: str) -> str:
+def write_part(
+    part: str, study: Study, rows: dict[str, Path], seconds: float, command: str, partial: bool = False
+) -> str:
     from fidelity_report import (
         claims_table,
         curves_table,
@@ -198,8 +206,9 @@ def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, c
     table = rows_table(report_rows)
     paired, comparisons = claims_table(report_rows, claims(part, rows))
     png = plot_part(part, report_rows, study.work / f"{part}.png")
+    status = " (partial: the part was still running; its remaining rows are not made yet)" if partial else ""
     text = (
-        f"## fidelity: {part}\n\n`{command}` — {seconds / 60:.1f} min\n\n{table}\n\n"
+        f"## fidelity: {part}{status}\n\n`{command}` — {seconds / 60:.1f} min\n\n{table}\n\n"
         f"Paired differences (percentage points, 95% paired bootstrap over items; perplexity has none):\n\n"
         f"{paired}\n" + (f"\n![{part}]({png.name})\n" if png else "")
     )
@@ -209,7 +218,13 @@ def write_part(part: str, study: Study, rows: dict[str, Path], seconds: float, c
         text += f"\nTraining loss (logged every 10 steps):\n\n{curves_table(curves)}\n"
         text += f"\n![{part} loss]({loss_png.name})\n" if loss_png else ""
     (study.work / f"{part}.md").write_text(text)
-    blob = {"part": part, "command": command, "seconds": seconds, "settings": vars(study.args)}
+    blob = {
+        "part": part,
+        "partial": partial,
+        "command": command,
+        "seconds": seconds,
+        "settings": vars(study.args),
+    }
     blob |= {"rows": rows_json(report_rows), "claims": comparisons, "loss_curves": curves}
     (study.work / f"{part}.json").write_text(json.dumps(blob, indent=2, default=str) + "\n")
     return text
@@ -248,7 +263,10 @@ def main() -> int:
     command = "python " + " ".join(sys.argv)
     for part in PARTS if "all" in args.part else args.part:
         t0 = time.perf_counter()
-        rows = {"sweep": sweep, "pipelines": pipelines, "adapters": adapters, "search": search}[part](study)
+        rows: dict[str, Path] = {}
+        for label, path in PART_ROWS[part](study):
+            rows[label] = path
+            write_part(part, study, rows, time.perf_counter() - t0, command, partial=True)
         print(write_part(part, study, rows, time.perf_counter() - t0, command), flush=True)
     return 0
 

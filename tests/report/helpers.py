@@ -51,6 +51,31 @@ def elastic_config(n_layers: int = 4) -> dict[str, Any]:
     return {"format": "sqft-adapter/1", "groups": groups, "module_ranks": {}, "base_model": None}
 
 
+# the adapter's results, in the older nested layout ({"results": {...}})
+ADAPTER_RESULTS = {
+    "results": {
+        "gsm8k": {
+            "strict_match": 0.4,
+            "flexible_match": 0.525,
+            "n": 40,
+            "correct": {"flexible_match": ADAPTER_GSM8K},
+            "items_sha256": GSM8K_ITEMS,
+        },
+        "mc": {"acc": 0.32, "acc_norm": 0.34, "n": 50},  # written before intervals: none stored
+    }
+}
+MERGED_RESULTS = {
+    "gsm8k": {
+        "flexible_match": 0.5,
+        "flexible_match_ci95": [0.352, 0.648],  # as stored (Wilson of 20/40, rounded)
+        "n": 40,
+        "correct": {"flexible_match": MERGED_GSM8K},
+        "items_sha256": GSM8K_ITEMS,
+    },
+    "wiki": {"perplexity": 12.3456, "n_tokens": 1000},
+}
+
+
 def pipeline_artifacts(root: Path) -> dict[str, Path]:
     """sparse base (bf16) → NLS adapter (shears) → search; a merged sparse model; a bare HF checkpoint."""
     sparse = make_artifact(
@@ -75,18 +100,7 @@ def pipeline_artifacts(root: Path) -> dict[str, Path]:
         {
             "adapter_config.json": {"peft_type": "LORA"},
             "elastic_adapter_config.json": elastic_config(),
-            "results.json": {
-                "results": {
-                    "gsm8k": {
-                        "strict_match": 0.4,
-                        "flexible_match": 0.525,
-                        "n": 40,
-                        "correct": {"flexible_match": ADAPTER_GSM8K},
-                        "items_sha256": GSM8K_ITEMS,
-                    },
-                    "mc": {"acc": 0.32, "acc_norm": 0.34, "n": 50},  # written before intervals: none stored
-                }
-            },
+            "results.json": ADAPTER_RESULTS,
         },
     )
     config = {f"model.layers.{i}.self_attn": r for i, r in enumerate([32, 24, 16, 24])}
@@ -106,16 +120,7 @@ def pipeline_artifacts(root: Path) -> dict[str, Path]:
         {"size_on_disk_bytes": 2 * GiB},
         {
             "config.json": {"model_type": "llama", "dtype": "bfloat16"},
-            "results.json": {
-                "gsm8k": {
-                    "flexible_match": 0.5,
-                    "flexible_match_ci95": [0.352, 0.648],  # as stored (Wilson of 20/40, rounded)
-                    "n": 40,
-                    "correct": {"flexible_match": MERGED_GSM8K},
-                    "items_sha256": GSM8K_ITEMS,
-                },
-                "wiki": {"perplexity": 12.3456, "n_tokens": 1000},
-            },
+            "results.json": MERGED_RESULTS,
         },
     )
     bare = make_artifact(root / "bare", None, files={"config.json": {"model_type": "llama"}})

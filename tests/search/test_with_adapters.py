@@ -81,18 +81,8 @@ def test_cli_search_end_to_end(tmp_path, model_dir, tokenizer):
     )
     out = tmp_path / "search"
     args = ["search", str(tmp_path / "adapter"), "--base", str(model_dir), "--validation", str(val), "-q"]
-    args += [
-        "--budget",
-        "5",
-        "--turns",
-        "3",
-        "--neighbours",
-        "2",
-        "--proxy-samples",
-        "4",
-        "--output",
-        str(out),
-    ]
+    args += ["--budget", "5", "--turns", "3", "--neighbours", "2"]
+    args += ["--proxy-samples", "4", "--output", str(out)]
     assert main(args) == 0
     summary = json.loads((out / "search.json").read_text())
     config = load_config(out / "configuration.json", space)
@@ -112,23 +102,8 @@ def test_cli_search_end_to_end(tmp_path, model_dir, tokenizer):
     }
     # heuristics from the saved statistics, no validation: the configuration only
     out2 = tmp_path / "mf"
-    assert (
-        main(
-            [
-                "search",
-                str(tmp_path / "adapter"),
-                "--base",
-                str(model_dir),
-                "--strategy",
-                "most-frequent",
-                "--no-extract",
-                "-q",
-                "--output",
-                str(out2),
-            ]
-        )
-        == 0
-    )
+    args = ["search", str(tmp_path / "adapter"), "--base", str(model_dir), "--strategy", "most-frequent"]
+    assert main(args + ["--no-extract", "-q", "--output", str(out2)]) == 0
     assert load_config(out2 / "configuration.json", space) == {g: 4 for g in space.groups}
 
 

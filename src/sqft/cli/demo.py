@@ -1,4 +1,4 @@
-"""`sqft demo`: SmolLM2-135M-Instruct, 50% Wanda, Shears / SparsePEFT / QA-SparsePEFT, one table, offline."""
+"""`sqft demo`: SmolLM2-135M-Instruct, 50% Wanda, SparsePEFT / QA-SparsePEFT, one table, offline."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole SQFT story on SmolLM2-135M-Instruct offline and print one table",
-        description="Dense / sparse / Shears / SparsePEFT merged / QA-SparsePEFT merged INT4 on a synthetic "
+        description="Dense / sparse / SparsePEFT merged and unmerged / QA-SparsePEFT merged INT4 on a synthetic "
         "arithmetic task that sqft generates itself. Re-running skips finished stages.",
     )
     p.add_argument("--model", default=None, help="model to use instead of SmolLM2-135M-Instruct")
