@@ -118,10 +118,17 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
         ev = ["evaluate", str(sparse_dir), "--adapter", str(ad), "--task", "perplexity", "--data", str(text)]
         assert main(ev + ["--output", str(tmp_path / "ev")]) == 2
         assert main(ev + ["--qa-int4", str(int4_dir), "--output", str(tmp_path / "ev")]) == 0
+    other_int4 = (
+        tmp_path / "other-int4"
+    )  # round-to-nearest codes: not the INT4 model the adapter trained with
+    save_gptq_model(sparse_int4_model(), char_tokenizer(), other_int4)
+    other = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(other_int4), "--output", str(merged)]
+    assert main(other) == 2 and not merged.exists()
     args = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(int4_dir), "--config", "maximal"]
     assert main(args + ["--output", str(merged)]) == 0
     fig = json.loads((merged / "sqft.json").read_text())["figures"]
     assert fig["kind"] == "int4" and fig["codes_equal_eval"] and fig["probe_max_abs_logit_diff"] == 0.0
+    assert fig["provenance"]["qa_int4_checked"]
     out, int4 = load_model(merged), load_model(int4_dir)
     sparse_w = {n: m.weight for n, m in find_target_linears(load_model(sparse_dir), ALL_LINEARS).items()}
     for name, layer in find_target_linears(out, ALL_LINEARS).items():

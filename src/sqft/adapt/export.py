@@ -107,6 +107,7 @@ def _write(
         "base_model": base,
         "base_fingerprint": provenance.get("base_fingerprint"),
         "mask_fingerprint": provenance.get("mask_fingerprint"),
+        "qa_int4_fingerprint": provenance.get("qa_int4_fingerprint"),
     }
     (directory / ELASTIC_CONFIG).write_text(json.dumps(elastic, indent=2) + "\n")
     if qa_tensors:
@@ -123,8 +124,15 @@ def _qa_tensors(model: nn.Module, cfg: AdaptConfig) -> dict[str, torch.Tensor] |
     return out
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike, base: str | None = None, stats=None) -> None:
-    """Save the full (super-)adapter of `model` (every module at its allocated rank)."""
+def save_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    base: str | None = None,
+    stats=None,
+    qa_int4: str | os.PathLike | None = None,
+) -> None:
+    """Save the full (super-)adapter of `model` (every module at its allocated rank); `base` and, for a QA adapter
+    on the fp16 base, `qa_int4` (the INT4 model it trained with) are recorded by fingerprint."""
     cfg = adapter_config_of(model)
     layers = adapter_layers(model)
     tensors: dict[str, torch.Tensor] = {}
@@ -132,6 +140,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, base: str | Non
         tensors[_key(name, "A")], tensors[_key(name, "B")] = layer.lora_A, layer.lora_B
     ranks = {n: layer.r_max for n, layer in layers.items()}
     provenance = {"base_fingerprint": fingerprint(base), "mask_fingerprint": mask_fingerprint(model)}
+    provenance["qa_int4_fingerprint"] = fingerprint(qa_int4) if cfg.on_fp16_base else None
     _write(Path(directory), cfg, tensors, ranks, groups_of(model), _qa_tensors(model, cfg), base, provenance)
     if stats is not None:
         stats.save(directory)

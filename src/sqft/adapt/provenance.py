@@ -30,7 +30,15 @@ from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
 from sqft.files import read_json_file
 
-__all__ = ["RUN_RECORD", "check_base", "check_mask", "check_resume", "diff_keys", "mask_fingerprint"]
+__all__ = [
+    "RUN_RECORD",
+    "check_base",
+    "check_mask",
+    "check_qa_int4",
+    "check_resume",
+    "diff_keys",
+    "mask_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,25 @@ def check_base(
         )
         record["forced"] = True
     return {**record, "checked": True}
+
+
+def check_qa_int4(
+    meta: Mapping[str, Any], adapter_dir: str | os.PathLike, qa_int4: str | os.PathLike, force: bool = False
+) -> dict[str, Any]:
+    """A QA adapter trained on the fp16 base (qa_base fp16, gptq-residual): the INT4 model given to run or merge it
+    must be the one it trained with, whose layers without adapter (and, for gptq-residual, whose codes) are part
+    of the trained model. Compares the recorded `qa_int4_fingerprint`; the provenance record for the manifest."""
+    expected, actual = meta.get("qa_int4_fingerprint"), fingerprint(qa_int4)
+    record = {"qa_int4_fingerprint": actual, "trained_with_qa_int4": expected}
+    if expected is None or actual is None:
+        return {**record, "qa_int4_checked": False}
+    if expected != actual:
+        _refuse_or_warn(
+            f"adapter '{adapter_dir}' was trained with another INT4 model (fingerprint {expected[:12]}) than "
+            f"'{qa_int4}' (fingerprint {actual[:12]}): pass the INT4 model it was trained with as --qa-int4",
+            force,
+        )
+    return {**record, "qa_int4_checked": True}
 
 
 def check_mask(

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
-from sqft.adapt.provenance import check_base
+from sqft.adapt.provenance import check_base, check_qa_int4
 from sqft.artifacts import atomic_output, check_output, check_writable, versions, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
@@ -58,8 +58,11 @@ def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
         return None
     if not Path(opts.adapter).is_dir():
         raise SqftError(f"adapter directory '{opts.adapter}' does not exist")
-    meta = check_base(read_elastic_config(opts.adapter), opts.adapter, model_path, opts.force)
-    if opts.qa_int4 is None and read_adapt_config(opts.adapter).qa_base == "gptq-residual":
+    elastic = read_elastic_config(opts.adapter)
+    meta = check_base(elastic, opts.adapter, model_path, opts.force)
+    if opts.qa_int4 is not None:
+        meta |= check_qa_int4(elastic, opts.adapter, opts.qa_int4, opts.force)
+    elif read_adapt_config(opts.adapter).qa_base == "gptq-residual":
         raise SqftError(
             f"adapter '{opts.adapter}' was trained on the sparse model moved into its INT4 model's bins "
             "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"

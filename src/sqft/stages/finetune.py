@@ -146,7 +146,7 @@ def run_finetune(
     if not is_main_process():
         return out
     with atomic_output(out, overwrite, inputs) as tmp:
-        save_adapter(result.model, tmp, base=parent, stats=result.stats)
+        save_adapter(result.model, tmp, base=parent, stats=result.stats, qa_int4=qa_int4)
         figures = {
             **result.figures,
             "time_s": sw.seconds,

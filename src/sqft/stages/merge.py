@@ -13,7 +13,7 @@ from torch import nn
 
 from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
 from sqft.adapt.inject import adapter_layers, set_active_ranks
-from sqft.adapt.provenance import check_base
+from sqft.adapt.provenance import check_base, check_qa_int4
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
 from sqft.errors import SqftError
 from sqft.loading import load_model
@@ -85,6 +85,8 @@ def run_merge(
         )
     check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
     provenance = check_base(meta, adapter_dir, base_source, force)
+    if adapt.on_fp16_base and qa_int4 is not None:
+        provenance |= check_qa_int4(meta, adapter_dir, qa_int4, force)
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
     if (
