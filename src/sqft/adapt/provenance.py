@@ -73,13 +73,13 @@ def check_base(
         why = "the adapter records no base fingerprint (older sqft)" if expected is None else "a hub id"
         log.info("provenance of '%s' on '%s' not checked: %s", adapter_dir, base, why)
         return {**record, "checked": False}
-    if expected != actual:
+    record["forced"] = expected != actual
+    if record["forced"]:
         _refuse_or_warn(
             f"adapter '{adapter_dir}' was trained on '{meta.get('base_model')}' (fingerprint {expected[:12]}), "
             f"not on '{base}' (fingerprint {actual[:12]}): pass the base it was trained on",
             force,
         )
-        record["forced"] = True
     return {**record, "checked": True}
 
 
@@ -90,16 +90,13 @@ def check_qa_int4(
     must be the one it trained with, whose layers without adapter (and, for gptq-residual, whose codes) are part
     of the trained model. Compares the recorded `qa_int4_fingerprint`; the provenance record for the manifest."""
     expected, actual = meta.get("qa_int4_fingerprint"), fingerprint(qa_int4)
-    record = {"qa_int4_fingerprint": actual, "trained_with_qa_int4": expected}
-    if expected is None or actual is None:
-        return {**record, "qa_int4_checked": False}
-    if expected != actual:
+    checked = expected is not None and actual is not None
+    if checked and expected != actual:
+        message = f"adapter '{adapter_dir}' was trained with another INT4 model (fingerprint {expected[:12]})"
         _refuse_or_warn(
-            f"adapter '{adapter_dir}' was trained with another INT4 model (fingerprint {expected[:12]}) than "
-            f"'{qa_int4}' (fingerprint {actual[:12]}): pass the INT4 model it was trained with as --qa-int4",
-            force,
+            f"{message} than '{qa_int4}' (fingerprint {actual[:12]}): pass that one as --qa-int4", force
         )
-    return {**record, "qa_int4_checked": True}
+    return {"qa_int4_fingerprint": actual, "trained_with_qa_int4": expected, "qa_int4_checked": checked}
 
 
 def check_mask(
