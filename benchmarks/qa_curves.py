@@ -2,10 +2,12 @@
 
 One shared 50%-Wanda sparse model and its GPTQ INT4 (4-bit, g64) model, built once through `sqft.pipeline`
 (cached under --root, so a re-run skips them), then the same NLS adapter (ranks 32/24/16, 20 steps, batch 8,
-lr 1e-3, cutoff 128, seed 0, the demo's synthetic arithmetic data) trained as
+lr 1e-3, cutoff 128, --seed, the demo's synthetic arithmetic data) trained as
 
     sparsepeft   SparsePEFT on the fp16 sparse model                     (pipeline sqft-sparsepeft)
     qa-fp16      QA-SparsePEFT, W_base = the fp16 sparse weights         (the paper's base)
+    qa-residual  QA-SparsePEFT, W_base = the fp16 weights moved into      (qa_base=gptq-residual, the default
+                 the bins of their GPTQ codes                             with the fp16 parent)
     qa-gptq      QA-SparsePEFT, W_base = the dequantized GPTQ weights    (sqft's memory-saving option)
     qa-dither    QA-SparsePEFT, W_base = GPTQ + s_q·u, u ~ U[−½, ½)       (qa_base=gptq-dither: GPTQ's memory)
     lora-int4    a dense NLS adapter on the INT4 model                   (pipeline sqft)

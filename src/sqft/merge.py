@@ -9,6 +9,7 @@ logits of a probe batch equal to the unmerged model's.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from sqft.adapt.config import AdaptConfig
 from sqft.adapt.equations import quant_codes, snapped_to_bins
+from sqft.adapt.export import read_adapt_config
 from sqft.adapt.inject import adapter_config_of, adapter_layers, qa_params_of
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
 from sqft.errors import SqftError
@@ -27,6 +29,7 @@ __all__ = [
     "take_untargeted_int4_layers",
     "snap_to_int4_bins",
     "prepare_qa_fp16_base",
+    "require_qa_int4",
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
     "check_mergeable",
@@ -241,3 +244,18 @@ def prepare_qa_fp16_base(model: nn.Module, adapt: AdaptConfig, int4: nn.Module, 
     take_untargeted_int4_layers(model, adapt.targets, int4, where)
     if adapt.qa_base == "gptq-residual":
         snap_to_int4_bins(model, adapt.targets, int4, where)
+
+
+def require_qa_int4(adapter_dir: str | os.PathLike, qa_int4: str | os.PathLike | None) -> AdaptConfig:
+    """The adapter's configuration, checked against `qa_int4` (the `--qa-int4` of evaluate, merge, generate): given
+    only with a quantization-aware adapter, and required by one trained on gptq-residual, whose base exists only
+    with the INT4 model's codes (an fp16 one without it runs its layers without adapter in fp16, as before)."""
+    adapt = read_adapt_config(adapter_dir)
+    if qa_int4 is not None and not adapt.quantization_aware:
+        raise SqftError(f"--qa-int4 goes with a quantization-aware adapter; '{adapter_dir}' is not one")
+    if qa_int4 is None and adapt.qa_base == "gptq-residual":
+        raise SqftError(
+            f"adapter '{adapter_dir}' was trained on the sparse model moved into its INT4 model's bins "
+            "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
+        )
+    return adapt

@@ -118,6 +118,19 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
         ev = ["evaluate", str(sparse_dir), "--adapter", str(ad), "--task", "perplexity", "--data", str(text)]
         assert main(ev + ["--output", str(tmp_path / "ev")]) == 2
         assert main(ev + ["--qa-int4", str(int4_dir), "--output", str(tmp_path / "ev")]) == 0
+        gen = [
+            "generate",
+            str(sparse_dir),
+            "--adapter",
+            str(ad),
+            "--prompt",
+            "ab",
+            "--max-new-tokens",
+            "3",
+            "-q",
+        ]
+        assert main(gen) == 2
+        assert main(gen + ["--qa-int4", str(int4_dir)]) == 0
     other_int4 = (
         tmp_path / "other-int4"
     )  # round-to-nearest codes: not the INT4 model the adapter trained with
@@ -146,6 +159,11 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
     trained = load_adapter(trained, ad)
     x = tokens()
     assert torch.equal(out(x).logits, trained.eval()(x).logits)
+    # and so does `generate` / `bench`'s loader, given the INT4 model (the exact path, without the bf16 kernels)
+    from sqft.inference import load_for_inference
+
+    lm = load_for_inference(sparse_dir, ad, int4_kernels=False, qa_int4=int4_dir)
+    assert torch.equal(out(x).logits, lm.model(x).logits)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("model", help="hub id, local directory, .gguf file, or an sqft artifact with weights")
     p.add_argument("--adapter", default=None, help="adapter directory to apply (sqft finetune / extract)")
+    p.add_argument(
+        "--qa-int4",
+        default=None,
+        help="with a QA-SparsePEFT --adapter trained on the fp16 base: the INT4 model it trained with",
+    )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--prompt", default=None, help="the prompt to answer")
     mode.add_argument("--chat", action="store_true", help="an interactive chat")
@@ -54,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         int4_kernels=not args.no_int4_kernels,
         trust_remote_code=args.trust_remote_code,
+        qa_int4=args.qa_int4,
     )
     messages = [{"role": "system", "content": args.system}] if args.system else []
     if not args.chat:

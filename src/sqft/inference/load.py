@@ -12,9 +12,12 @@ import torch
 from torch import nn
 
 from sqft.adapt import load_adapter
+from sqft.adapt.export import read_elastic_config
+from sqft.adapt.provenance import check_qa_int4
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.loading import load_model
+from sqft.merge import prepare_qa_fp16_base, require_qa_int4
 from sqft.modeling import load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
@@ -59,8 +62,13 @@ def load_for_inference(
     dtype: str | torch.dtype = "auto",
     int4_kernels: bool = True,
     trust_remote_code: bool = False,
+    qa_int4: str | os.PathLike | None = None,
 ) -> LoadedModel:
     """Load `source` (dense, sparse or INT4; hub id, directory or GGUF) plus an optional adapter for inference.
+
+    `qa_int4`: for a QA adapter trained on the fp16 base, the INT4 model it trained with (its layers without
+    adapter and, for qa_base gptq-residual, the bins of its codes; `merge.prepare_qa_fp16_base`), so that the
+    unmerged model runs as trained.
 
     With `int4_kernels`, every INT4 layer the packed kernel supports is packed once here and runs in bf16
     (see `sqft.quantize.kernels`); the others keep dequantizing, which one log line names.
@@ -72,7 +80,12 @@ def load_for_inference(
     if adapter is not None and not Path(adapter).is_dir():
         raise SqftError(f"adapter '{adapter}' does not exist: give the adapter directory that finetune wrote")
     parse_dtype(dtype)  # an unknown dtype fails before the load
+    adapt = require_qa_int4(adapter, qa_int4) if adapter is not None else None
+    if adapter is not None and qa_int4 is not None:
+        check_qa_int4(read_elastic_config(adapter), adapter, qa_int4)
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
+    if adapt is not None and qa_int4 is not None:
+        prepare_qa_fp16_base(model, adapt, load_model(qa_int4, dtype=dtype), str(qa_int4))
     if adapter is not None:
         model = load_adapter(model, adapter)
     model = model.to(device).eval()

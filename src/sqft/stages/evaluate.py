@@ -21,7 +21,7 @@ from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_data, write_results
 from sqft.loading import load_model
-from sqft.merge import prepare_qa_fp16_base
+from sqft.merge import prepare_qa_fp16_base, require_qa_int4
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
 
@@ -60,13 +60,9 @@ def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
         raise SqftError(f"adapter directory '{opts.adapter}' does not exist")
     elastic = read_elastic_config(opts.adapter)
     meta = check_base(elastic, opts.adapter, model_path, opts.force)
+    require_qa_int4(opts.adapter, opts.qa_int4)
     if opts.qa_int4 is not None:
         meta |= check_qa_int4(elastic, opts.adapter, opts.qa_int4, opts.force)
-    elif read_adapt_config(opts.adapter).qa_base == "gptq-residual":
-        raise SqftError(
-            f"adapter '{opts.adapter}' was trained on the sparse model moved into its INT4 model's bins "
-            "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
-        )
     return meta
 
 
@@ -74,11 +70,10 @@ def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
     model = load_model(model_path, opts.dtype, opts.device, opts.gguf_file, opts.trust_remote_code)
     tokenizer = load_tokenizer(model_path, opts.gguf_file, opts.trust_remote_code)
     if opts.qa_int4 is not None:  # before the adapter wraps its targets
-        adapt = read_adapt_config(opts.adapter) if opts.adapter is not None else None
-        if adapt is None or not adapt.quantization_aware:
+        if opts.adapter is None:
             raise SqftError("--qa-int4 goes with a quantization-aware --adapter trained on the fp16 base")
         int4 = load_model(opts.qa_int4, opts.dtype, opts.device)
-        prepare_qa_fp16_base(model, adapt, int4, opts.qa_int4)
+        prepare_qa_fp16_base(model, read_adapt_config(opts.adapter), int4, opts.qa_int4)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:

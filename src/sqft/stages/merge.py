@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
+from sqft.adapt.export import load_adapter, read_elastic_config
 from sqft.adapt.inject import adapter_layers, set_active_ranks
 from sqft.adapt.provenance import check_base, check_qa_int4
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
@@ -23,6 +23,7 @@ from sqft.merge import (
     merge_adapters,
     prepare_qa_fp16_base,
     report_figures,
+    require_qa_int4,
     take_int4_layers,
 )
 from sqft.modeling.io import save_model
@@ -77,12 +78,7 @@ def run_merge(
     inputs = [base_source, adapter_dir, qa_int4]
     out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
-    adapt = read_adapt_config(adapter_dir)
-    if adapt.qa_base == "gptq-residual" and qa_int4 is None:
-        raise SqftError(
-            f"adapter '{adapter_dir}' was trained on the sparse model moved into its INT4 model's bins "
-            "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
-        )
+    adapt = require_qa_int4(adapter_dir, qa_int4)
     check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
     provenance = check_base(meta, adapter_dir, base_source, force)
     if adapt.on_fp16_base and qa_int4 is not None:
