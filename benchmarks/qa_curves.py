@@ -185,13 +185,16 @@ def main() -> None:
     heldout = _heldout_rows(cfg, root, args.heldout, tokenizer, cfg.cutoff)
     out = root / "qa_curves.json"
     saved = json.loads(out.read_text()) if out.is_file() and not args.fresh else {}
+    if saved and saved.get("settings", {}).get("seed", 0) != args.seed:
+        raise SystemExit(f"{out} holds curves of seed {saved['settings'].get('seed', 0)}: use another --root")
     results = saved.get("variants", {})
     n_tokens = sum(sum(label != -100 for label in r["labels"][1:]) for r in heldout)
     for name in args.variants:
         if name in results:
             logging.info("%s: done already (%s); --fresh to retrain", name, out)
             continue
-        results[name] = _train_variant(name, recipe, models, heldout, args.every, root / "work", args.seed)
+        work = root / "work" / f"seed{args.seed}"  # never another seed's checkpoints
+        results[name] = _train_variant(name, recipe, models, heldout, args.every, work, args.seed)
         meta = {"heldout_examples": len(heldout), "heldout_tokens": n_tokens, "max_steps": args.max_steps}
         meta["seed"] = args.seed
         out.write_text(json.dumps({"settings": meta, "models": models, "variants": results}, indent=1) + "\n")

@@ -4,11 +4,15 @@ import pytest
 import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
+from sqft.adapt.equations import bin_position, quant_codes
+from sqft.adapt.inject import qa_params_of
 from sqft.errors import SqftError
 from sqft.merge import (
+    EDGE,
     dense_target_linears,
     merge_adapters,
     prepare_qa_fp16_base,
+    snap_to_int4_bins,
     take_int4_layers,
     take_untargeted_int4_layers,
 )
@@ -104,6 +108,21 @@ def test_qa_on_the_fp16_base_trains_the_model_that_merge_writes(as_merged):
     merged, _ = merge_adapters(model, probe=x)
     take_int4_layers(merged, dense_target_linears(merged), int4, "int4")  # what the merge stage completes
     assert torch.equal(merged(x).logits, eval_logits) == as_merged
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_snapped_weights_keep_the_gptq_codes_in_the_models_dtype(dtype):
+    """The snapped weights, cast to the model's dtype, quantize to the INT4 model's codes exactly and lie at least
+    EDGE / 2 inside their bins (bf16's rounding moves a weight up to 1/16 of a step: it must not cross)."""
+    model, int4 = sparse_model().to(dtype), nudge_codes_(sparse_int4_model())
+    targets = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
+    snap_to_int4_bins(model, targets, int4, "int4")
+    for name, linear in find_target_linears(model, targets).items():
+        layer = int4.get_submodule(name)
+        q, qa = layer.codes()[0], qa_params_of(layer)
+        assert linear.weight.dtype == dtype
+        assert torch.equal(quant_codes(linear.weight, qa), q), name
+        assert (bin_position(linear.weight, q, qa).abs() <= 0.5 - EDGE / 2).all(), name
 
 
 def test_qa_on_gptq_residual_trains_the_model_that_merge_writes():

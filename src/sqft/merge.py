@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sqft.adapt.config import AdaptConfig
-from sqft.adapt.equations import quant_codes, snapped_to_bins
+from sqft.adapt.equations import QAParams, bin_position, quant_codes, snapped_to_bins
 from sqft.adapt.export import read_adapt_config
 from sqft.adapt.inject import adapter_config_of, adapter_layers, qa_params_of
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
@@ -42,6 +42,8 @@ __all__ = [
 
 # A base whose targets hold at least this fraction of exact zeros counts as sparse.
 SPARSE_BASE_MIN_ZEROS = 0.01
+# gptq-residual: how close to its bin's edge a snapped weight may lie, in quantization steps s_q
+EDGE = 2.0**-6
 
 
 @dataclass
@@ -207,11 +209,26 @@ def take_untargeted_int4_layers(
     return frozen
 
 
+def _snapped_in_dtype(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.Tensor:
+    """`snapped_to_bins(W)` cast to W's dtype, every weight at least EDGE / 2 inside its bin after the cast.
+
+    The cast moves a weight by at most 2^b units of roundoff u of the dtype, in steps s_q (|W_g| ≤ 2^b s_q); a
+    weight it took closer than EDGE / 2 to an edge, or across it, is snapped again with the edge 2^(b+2)·u, which
+    that rounding cannot undo (bf16: ¼, fp16: 1/32; fp32 never needs it)."""
+    W_g = snapped_to_bins(W.float(), q, qa).to(W.dtype)
+    close = bin_position(W_g, q, qa).abs_() > 0.5 - EDGE / 2
+    if close.any():
+        wide = max(EDGE, 2.0 ** (qa.bits + 2) * torch.finfo(W.dtype).eps / 2)
+        W_g[close] = snapped_to_bins(W.float(), q, qa, wide).to(W.dtype)[close]
+    assert (bin_position(W_g, q, qa).abs_() <= 0.5 - EDGE / 2).all(), "a snapped weight at its bin's edge"
+    return W_g
+
+
 @torch.no_grad()
 def snap_to_int4_bins(model: nn.Module, targets: tuple[str, ...], int4: nn.Module, where: str) -> None:
     """qa_base = gptq-residual: move each target weight W of the fp16 sparse model into the bin of its code in the
-    INT4 model (`equations.snapped_to_bins`), in place, in the model's dtype. A weight that the cast to that
-    dtype would carry across a bin edge goes to its bin's centre, so the codes are exactly the INT4 model's."""
+    INT4 model (`equations.snapped_to_bins`), in place, in the model's dtype, each strictly inside its bin, so the
+    codes are exactly the INT4 model's (`_snapped_in_dtype`)."""
     int4_layers = dict(int4.named_modules())
     for name, linear in find_target_linears(model, targets).items():
         layer = int4_layers.get(name)
@@ -224,10 +241,7 @@ def snap_to_int4_bins(model: nn.Module, targets: tuple[str, ...], int4: nn.Modul
             raise SqftError(
                 f"'{where}': layer '{name}' is {tuple(q.shape)}, the sparse model's {tuple(W.shape)}"
             )
-        W_g = snapped_to_bins(W.float(), q, qa).to(W.dtype)
-        crossed = quant_codes(W_g, qa) != q
-        if crossed.any():
-            W_g[crossed] = layer.dequantize(torch.float32).to(W.dtype)[crossed]
+        W_g = _snapped_in_dtype(W, q, qa)
         if not torch.equal(W_g == 0, W == 0):
             raise SqftError(
                 f"'{where}': the codes of '{name}' do not keep the sparse model's zeros: pass the INT4 model "

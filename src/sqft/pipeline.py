@@ -138,7 +138,8 @@ def _qa_fp16(recipe: Recipe) -> bool:
 
 
 def _trained_on_fp16(adapter: str) -> bool:
-    """Whether a finished adapter was trained with qa_base=fp16 (its saved configuration says)."""
+    """Whether a finished adapter was trained on the fp16 base, qa_base fp16 or gptq-residual (its saved
+    configuration says)."""
     cfg = read_elastic_config(adapter)["adapt_config"]
     return bool(cfg.get("quantization_aware")) and cfg.get("qa_base") in FP16_QA_BASES
 

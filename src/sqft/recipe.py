@@ -160,7 +160,7 @@ class Recipe:
                         raise SqftError(f"{stage}.{key}={value!r:.60} must be a string")
                 build(cls, {k: v for k, v in section.items() if k not in io}, stage, _IO_KEYS[stage])
         ft = dict(self.finetune)
-        _unknown("finetune", set(ft), {"data", "adapter", "train", "qa_base"})
+        _unknown("finetune", set(ft), {"data", "adapter", "train"})
         if "data" not in ft:
             raise SqftError("finetune: 'data' is required, e.g. data: {source: train.jsonl, format: gsm8k}")
         _check_data_section(mapping(ft["data"], "finetune.data"))

@@ -93,50 +93,37 @@ def test_qa_finetune_merge_to_int4(tmp_path, data, int4_dir):
     assert torch.equal(load_model(merged)(x).logits, trained(x).logits)
 
 
+def _qa_adapter_on_fp16_base(tmp_path, data, sparse_dir, qa_base: str):
+    """A QA adapter trained on the fp16 sparse model with a GPTQ-like INT4 model (codes that depart from
+    round-to-nearest); returns the adapter and the INT4 model directories."""
+    from tests.adapt.helpers import nudge_codes_
+
+    int4_dir, ad = tmp_path / "int4", tmp_path / "ad"
+    save_gptq_model(nudge_codes_(sparse_int4_model()), char_tokenizer(), int4_dir)
+    qa = ["--pipeline", "sqft-qa-sparsepeft", "--qa-base", qa_base, "--qa-int4", str(int4_dir)]
+    assert main(["finetune", str(sparse_dir), "--data", str(data), "--output", str(ad)] + qa + FAST) == 0
+    return ad, int4_dir
+
+
 @pytest.mark.parametrize("qa_base", ["fp16", "gptq-residual"])
 def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_dir, qa_base):
     """qa_base fp16 / gptq-residual: train on the fp16 sparse weights (gptq-residual: moved into the bins of the
     INT4 model's codes) with the INT4 model's (s, z); merge gives one INT4 model = the trained model."""
     from sqft.adapt import load_adapter
     from sqft.adapt.export import read_adapt_config
+    from sqft.inference import load_for_inference
     from sqft.merge import prepare_qa_fp16_base
     from sqft.modeling.structure import find_target_linears
-    from tests.adapt.helpers import ALL_LINEARS, nudge_codes_
+    from tests.adapt.helpers import ALL_LINEARS
 
-    int4_dir = tmp_path / "int4"  # GPTQ-like: codes that depart from round-to-nearest
-    save_gptq_model(nudge_codes_(sparse_int4_model()), char_tokenizer(), int4_dir)
-    ad, merged = tmp_path / "ad", tmp_path / "merged"
-    qa = ["--pipeline", "sqft-qa-sparsepeft", "--qa-base", qa_base, "--qa-int4", str(int4_dir)]
-    assert main(["finetune", str(sparse_dir), "--data", str(data), "--output", str(ad)] + qa + FAST) == 0
+    ad, int4_dir = _qa_adapter_on_fp16_base(tmp_path, data, sparse_dir, qa_base)
+    merged, other_int4 = tmp_path / "merged", tmp_path / "other-int4"
+    assert main(["merge", str(sparse_dir), str(ad), "--output", str(merged)]) == 2  # no INT4 model
+    save_gptq_model(sparse_int4_model(), char_tokenizer(), other_int4)  # not the one it trained with
     assert (
-        main(["merge", str(sparse_dir), str(ad), "--output", str(merged)]) == 2
-    )  # the INT4 model is missing
+        main(["merge", str(sparse_dir), str(ad), "--qa-int4", str(other_int4), "--output", str(merged)]) == 2
+    )
     assert not merged.exists()
-    if qa_base == "gptq-residual":  # unmerged, too, it runs only on the base it trained on
-        text = tmp_path / "text.txt"
-        text.write_text("the cat sat on the mat. " * 8)
-        ev = ["evaluate", str(sparse_dir), "--adapter", str(ad), "--task", "perplexity", "--data", str(text)]
-        assert main(ev + ["--output", str(tmp_path / "ev")]) == 2
-        assert main(ev + ["--qa-int4", str(int4_dir), "--output", str(tmp_path / "ev")]) == 0
-        gen = [
-            "generate",
-            str(sparse_dir),
-            "--adapter",
-            str(ad),
-            "--prompt",
-            "ab",
-            "--max-new-tokens",
-            "3",
-            "-q",
-        ]
-        assert main(gen) == 2
-        assert main(gen + ["--qa-int4", str(int4_dir)]) == 0
-    other_int4 = (
-        tmp_path / "other-int4"
-    )  # round-to-nearest codes: not the INT4 model the adapter trained with
-    save_gptq_model(sparse_int4_model(), char_tokenizer(), other_int4)
-    other = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(other_int4), "--output", str(merged)]
-    assert main(other) == 2 and not merged.exists()
     args = ["merge", str(sparse_dir), str(ad), "--qa-int4", str(int4_dir), "--config", "maximal"]
     assert main(args + ["--output", str(merged)]) == 0
     fig = json.loads((merged / "sqft.json").read_text())["figures"]
@@ -160,10 +147,29 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
     x = tokens()
     assert torch.equal(out(x).logits, trained.eval()(x).logits)
     # and so does `generate` / `bench`'s loader, given the INT4 model (the exact path, without the bf16 kernels)
-    from sqft.inference import load_for_inference
-
     lm = load_for_inference(sparse_dir, ad, int4_kernels=False, qa_int4=int4_dir)
     assert torch.equal(out(x).logits, lm.model(x).logits)
+
+
+def test_a_gptq_residual_adapter_runs_only_with_its_int4_model(tmp_path, data, sparse_dir):
+    """Its base exists only with the INT4 model's codes: evaluate, generate and search refuse to run it without
+    --qa-int4, and run it with; search's merge of the maximal configuration is the trained model."""
+    from sqft.inference import load_for_inference
+
+    ad, int4_dir = _qa_adapter_on_fp16_base(tmp_path, data, sparse_dir, "gptq-residual")
+    text, ev_out, found = tmp_path / "text.txt", tmp_path / "ev", tmp_path / "search"
+    text.write_text("the cat sat on the mat. " * 8)
+    ev = ["evaluate", str(sparse_dir), "--adapter", str(ad), "--task", "perplexity", "--data", str(text)]
+    gen = ["generate", str(sparse_dir), "--adapter", str(ad), "--prompt", "ab", "--max-new-tokens", "3", "-q"]
+    search = ["search", str(ad), "--base", str(sparse_dir), "--strategy", "maximal", "-q"]
+    with_int4 = ["--qa-int4", str(int4_dir)]
+    assert main(ev + ["--output", str(ev_out)]) == 2 and main(ev + with_int4 + ["--output", str(ev_out)]) == 0
+    assert main(gen) == 2 and main(gen + with_int4) == 0
+    assert main(search + ["--output", str(found)]) == 2 and not found.exists()
+    assert main(search + with_int4 + ["--output", str(found)]) == 0
+    x = tokens()
+    trained = load_for_inference(sparse_dir, ad, int4_kernels=False, qa_int4=int4_dir).model
+    assert torch.equal(load_model(found / "merged")(x).logits, trained(x).logits)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ __all__ = [
     "fake_quant_groups",
     "requantized_codes",
     "dither_offsets",
+    "bin_position",
     "in_bin_residual",
     "snapped_to_bins",
     "low_rank_t",
@@ -137,28 +138,33 @@ def dither_offsets(shape: tuple[int, ...], seed: int, device: torch.device | str
     return torch.rand(shape, generator=gen, device=device).sub_(0.5)
 
 
+def bin_position(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.Tensor:
+    """W / s_q − (q − z) fp32 (out, in): where W lies relative to the centre of code q's bin, in units of s_q
+    (within (−½, ½) exactly where q is W's own code). W, q (out, in); s_q, z in `qa` (out, G)."""
+    n_in = W.shape[1]
+    Wg, sq, z = _grouped(W.float(), qa)  # (out, G, gs), (out, G, 1)
+    qg, _, _ = _grouped(q.float(), qa)
+    return (Wg / sq).sub_(qg - z).flatten(1)[:, :n_in]
+
+
 def in_bin_residual(W: torch.Tensor, q: torch.Tensor, qa: QAParams, edge: float = 2.0**-6) -> torch.Tensor:
     """u = clamp(W / s_q − (q − z), −½ + edge, ½ − edge) fp32 (out, in): where the fp16 weight W lies relative to
     the centre of its GPTQ code q's bin, in units of s_q. Where round-to-nearest agrees with GPTQ it is the
     weight's exact position (within `edge` of the bin's edges: the edge − `edge`, so that it never ties); where
-    GPTQ chose a neighbouring code it is that bin's edge nearest to W. (q − z)
-    is an exact integer, so a small W keeps its value: u = 0 only where W = 0 and q = z.
+    GPTQ chose a neighbouring code it is that bin's edge nearest to W. (q − z) is an exact integer, so a small W
+    keeps its value: u = 0 only where W = 0 and q = z.
     W, q (out, in); s_q, z in `qa` (out, G)."""
-    n_in = W.shape[1]
-    Wg, sq, z = _grouped(W.float(), qa)  # (out, G, gs), (out, G, 1)
-    qg, _, _ = _grouped(q.float(), qa)
-    u = (Wg / sq).sub_(qg - z).clamp_(-0.5 + edge, 0.5 - edge)
-    return u.flatten(1)[:, :n_in]
+    return bin_position(W, q, qa).clamp_(-0.5 + edge, 0.5 - edge)
 
 
-def snapped_to_bins(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.Tensor:
+def snapped_to_bins(W: torch.Tensor, q: torch.Tensor, qa: QAParams, edge: float = 2.0**-6) -> torch.Tensor:
     """W_g = s_q (q − z + u) fp32 (out, in), u = `in_bin_residual`: the base of qa_base = gptq-residual. Its codes
     are GPTQ's, `quant_codes(W_g) = q`, so the QA forward starts at the GPTQ model; and it keeps the fp16 weight's
     position inside the bin, so, unlike a base on the grid (u = 0), a code moves as soon as L pushes it across
-    the nearer edge. W_g = W (to fp32 rounding) wherever GPTQ's code is round-to-nearest's (and W not within s_q/64 of an edge); W_g = 0 exactly
-    where W = 0 and q = z."""
+    the nearer edge. W_g = W (to fp32 rounding) wherever GPTQ's code is round-to-nearest's and W is not within
+    `edge`·s_q of the bin's edges; W_g = 0 exactly where W = 0 and q = z."""
     n_in = W.shape[1]
-    u = in_bin_residual(W, q, qa)
+    u = in_bin_residual(W, q, qa, edge)
     ug, sq, z = _grouped(u, qa)
     qg, _, _ = _grouped(q.float(), qa)
     return (qg - z).add_(ug).mul_(sq).flatten(1)[:, :n_in]

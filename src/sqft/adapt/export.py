@@ -6,7 +6,7 @@ A directory holds
     elastic_adapter_config.json  sqft: the AdaptConfig, rank of each module, NLS groups {name: {modules, space}},
                                  the base's fingerprint and (SparsePEFT) the mask's (`sqft.adapt.provenance`)
     nls_stats.json               NLS statistics (super-adapters trained with NLS)
-    qa_params.safetensors        frozen INT4 scales/zeros (QA with qa_base=fp16 only)
+    qa_params.safetensors        frozen INT4 scales/zeros (QA on the fp16 base only: qa_base fp16, gptq-residual)
 Plain LoRA/NLS adapters load in vanilla PEFT (`PeftModel.from_pretrained`); per-module ranks use
 `rank_pattern`, with `alpha_pattern` = α·r/r_max so that PEFT's scaling α_m/r_m equals α/r_max.
 SparsePEFT / QA adapters get peft_type `SQFT_SPARSE_LORA` / `SQFT_QA_LORA`, which vanilla PEFT refuses

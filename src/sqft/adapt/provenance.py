@@ -91,7 +91,10 @@ def check_qa_int4(
     of the trained model. Compares the recorded `qa_int4_fingerprint`; the provenance record for the manifest."""
     expected, actual = meta.get("qa_int4_fingerprint"), fingerprint(qa_int4)
     checked = expected is not None and actual is not None
-    if checked and expected != actual:
+    if not checked:
+        why = "the adapter records none (older sqft)" if expected is None else "a source without weight files"
+        log.info("the INT4 model '%s' of adapter '%s' not checked: %s", qa_int4, adapter_dir, why)
+    elif expected != actual:
         message = f"adapter '{adapter_dir}' was trained with another INT4 model (fingerprint {expected[:12]})"
         _refuse_or_warn(
             f"{message} than '{qa_int4}' (fingerprint {actual[:12]}): pass that one as --qa-int4", force

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--base", required=True, help="base model the adapter was trained on (directory, hub id, .gguf)"
     )
     p.add_argument(
+        "--qa-int4",
+        default=None,
+        help="with a QA-SparsePEFT adapter trained on the fp16 base: the INT4 model it trained with",
+    )
+    p.add_argument(
         "--dtype", default="auto", help="weights dtype of the base: auto, float32, float16, bfloat16"
     )
     p.add_argument(
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         extract=not args.no_extract,
         force=args.force,
+        qa_int4=args.qa_int4,
     )
     sign, name = (-1, "mean loss") if summary["metric"] == "loss" else (1, summary["metric"])
     score, start = summary["score"], summary["start_score"]

@@ -10,13 +10,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqft.adapt.export import elastic_space, extract_subadapter, load_adapter, read_elastic_config
+from sqft.adapt.export import (
+    elastic_space,
+    extract_subadapter,
+    load_adapter,
+    read_adapt_config,
+    read_elastic_config,
+)
 from sqft.adapt.inject import set_active_ranks
-from sqft.adapt.provenance import check_base
+from sqft.adapt.provenance import check_base, check_qa_int4
 from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.proxy import make_score_fn
+from sqft.loading import load_model
+from sqft.merge import prepare_qa_fp16_base, require_qa_int4
 from sqft.modeling.io import resolve_source
 from sqft.search.api import (
     SearchConfig,
@@ -48,11 +56,15 @@ def _scored_search(
     device: str,
     quiet: bool,
     force: bool = False,
+    qa_int4: str | os.PathLike | None = None,
 ) -> SearchResult:
-    """Load base + adapter once and run the strategy; without a proxy set, no model is needed at all."""
+    """Load base + adapter once (a QA adapter on the fp16 base with the INT4 model it trained with, `qa_int4`)
+    and run the strategy; without a proxy set, no model is needed at all."""
     if not proxy:
         return choose_configuration(space, cfg.strategy, None, cfg.hill_climbing, stats, quiet)
     model, tokenizer, _ = load_input(base, dtype)
+    if qa_int4 is not None:
+        prepare_qa_fp16_base(model, read_adapt_config(adapter), load_model(qa_int4, dtype), str(qa_int4))
     model = load_adapter(model, adapter, force).to(device).eval()
     score = make_score_fn(model, tokenizer, proxy, metric, set_active_ranks, cfg.batch_size, cfg.cutoff)
     return choose_configuration(space, cfg.strategy, score, cfg.hill_climbing, stats, quiet)
@@ -82,21 +94,28 @@ def run_search(
     quiet: bool = False,
     extract: bool = True,
     force: bool = False,
+    qa_int4: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Choose a configuration and write it to `output` with the extracted sub-adapter; for a SparsePEFT /
     QA-SparsePEFT adapter also the merged model (`merged/`, via the merge stage). The adapter must have been
-    trained on `base` (`sqft.adapt.provenance`), unless `force`. Returns the search summary."""
-    inputs = [adapter, base, cfg.validation]
+    trained on `base` (`sqft.adapt.provenance`), unless `force`; a QA adapter trained on the fp16 base runs (and
+    merges) with `qa_int4`, the INT4 model it trained with. Returns the search summary."""
+    inputs = [adapter, base, cfg.validation, qa_int4]
     check_output(output, overwrite, inputs)
     check_device(device)
     check_writable(output)
     fmt, metric, proxy, indices = validation_proxy(cfg) if cfg.validation else (None, None, [], [])
-    provenance = check_base(read_elastic_config(adapter), adapter, base, force)
+    meta = read_elastic_config(adapter)
+    provenance = check_base(meta, adapter, base, force)
+    if require_qa_int4(adapter, qa_int4).on_fp16_base and qa_int4 is not None:
+        provenance |= check_qa_int4(meta, adapter, qa_int4, force)
     if Path(str(base)).exists():
         resolve_source(base)  # a damaged base fails here, before any model is loaded
     space, stats = _space_and_stats(adapter, cfg)
     with Stopwatch(device) as watch:
-        result = _scored_search(adapter, base, space, cfg, proxy, metric, stats, dtype, device, quiet, force)
+        result = _scored_search(
+            adapter, base, space, cfg, proxy, metric, stats, dtype, device, quiet, force, qa_int4
+        )
     log.info(
         "chosen configuration scores %s (%s) after %d evaluations",
         result.best_score,
@@ -113,7 +132,7 @@ def run_search(
         summary = write_search_outputs(tmp, result, space, info)
         if extract:
             summary["extracted"] = _extract(adapter, result.best, tmp / "adapter")
-            summary["merged"] = _merge_if_sparse(adapter, base, tmp, dtype, force)
+            summary["merged"] = _merge_if_sparse(adapter, base, tmp, dtype, force, qa_int4)
         figures = {
             "score": summary["score"],
             "start_score": summary["start_score"],
@@ -134,7 +153,12 @@ def _extract(adapter: str | os.PathLike, config: Config, dest: Path) -> str:
 
 
 def _merge_if_sparse(
-    adapter: str | os.PathLike, base: str, out: Path, dtype: str, force: bool = False
+    adapter: str | os.PathLike,
+    base: str,
+    out: Path,
+    dtype: str,
+    force: bool = False,
+    qa_int4: str | os.PathLike | None = None,
 ) -> str | None:
     """SparsePEFT / QA-SparsePEFT: merge the chosen configuration into the base (`merged/`), as `sqft merge`
     would. A merge the merge stage refuses is logged, not fatal: the search result is kept."""
@@ -142,7 +166,7 @@ def _merge_if_sparse(
         return None
     try:
         spec = str(out / "configuration.json")
-        run_merge(base, adapter, out / "merged", config_spec=spec, dtype=dtype, force=force)
+        run_merge(base, adapter, out / "merged", config_spec=spec, dtype=dtype, force=force, qa_int4=qa_int4)
     except SqftError as e:
         log.warning("the chosen sub-adapter was not merged (%s); run `sqft merge` with configuration.json", e)
         return None
