@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
-from sqft.adapt.equations import bin_position, quant_codes
+from sqft.adapt.equations import bin_position, quant_codes, snapped_to_bins
 from sqft.adapt.inject import qa_params_of
 from sqft.errors import SqftError
 from sqft.merge import (
@@ -112,17 +112,22 @@ def test_qa_on_the_fp16_base_trains_the_model_that_merge_writes(as_merged):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_snapped_weights_keep_the_gptq_codes_in_the_models_dtype(dtype):
-    """The snapped weights, cast to the model's dtype, quantize to the INT4 model's codes exactly and lie at least
-    EDGE / 2 inside their bins (bf16's rounding moves a weight up to 1/16 of a step: it must not cross)."""
+    """The snapped weights, cast to the model's dtype, quantize to the INT4 model's codes exactly and lie strictly
+    inside their bins (bf16's rounding moves a weight up to 1/16 of a step, beyond EDGE: it must not cross), and
+    no further from where fp32 put them than one unit in the last place of the dtype."""
     model, int4 = sparse_model().to(dtype), nudge_codes_(sparse_int4_model())
     targets = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
+    sparse_w = {n: m.weight.clone() for n, m in find_target_linears(model, targets).items()}
     snap_to_int4_bins(model, targets, int4, "int4")
     for name, linear in find_target_linears(model, targets).items():
         layer = int4.get_submodule(name)
         q, qa = layer.codes()[0], qa_params_of(layer)
         assert linear.weight.dtype == dtype
         assert torch.equal(quant_codes(linear.weight, qa), q), name
-        assert (bin_position(linear.weight, q, qa).abs() <= 0.5 - EDGE / 2).all(), name
+        assert (bin_position(linear.weight, q, qa).abs() < 0.5).all(), name
+        want = snapped_to_bins(sparse_w[name].float(), q, qa, EDGE)
+        ulp = torch.finfo(dtype).eps * want.abs().clamp_min(torch.finfo(dtype).tiny)
+        assert ((linear.weight.float() - want).abs() <= ulp).all(), name
 
 
 def test_qa_on_gptq_residual_trains_the_model_that_merge_writes():

@@ -42,7 +42,7 @@ __all__ = [
 
 # A base whose targets hold at least this fraction of exact zeros counts as sparse.
 SPARSE_BASE_MIN_ZEROS = 0.01
-# gptq-residual: how close to its bin's edge a snapped weight may lie, in quantization steps s_q
+# gptq-residual: how far inside its bin's edge a snapped weight lies at least (in fp32), in quantization steps s_q
 EDGE = 2.0**-6
 
 
@@ -210,17 +210,17 @@ def take_untargeted_int4_layers(
 
 
 def _snapped_in_dtype(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.Tensor:
-    """`snapped_to_bins(W)` cast to W's dtype, every weight at least EDGE / 2 inside its bin after the cast.
-
-    The cast moves a weight by at most 2^b units of roundoff u of the dtype, in steps s_q (|W_g| ≤ 2^b s_q); a
-    weight it took closer than EDGE / 2 to an edge, or across it, is snapped again with the edge 2^(b+2)·u, which
-    that rounding cannot undo (bf16: ¼, fp16: 1/32; fp32 never needs it)."""
-    W_g = snapped_to_bins(W.float(), q, qa).to(W.dtype)
-    close = bin_position(W_g, q, qa).abs_() > 0.5 - EDGE / 2
-    if close.any():
-        wide = max(EDGE, 2.0 ** (qa.bits + 2) * torch.finfo(W.dtype).eps / 2)
-        W_g[close] = snapped_to_bins(W.float(), q, qa, wide).to(W.dtype)[close]
-    assert (bin_position(W_g, q, qa).abs_() <= 0.5 - EDGE / 2).all(), "a snapped weight at its bin's edge"
+    """`snapped_to_bins(W)` cast to W's dtype, every weight strictly inside its bin: the cast rounds a weight by up
+    to half a unit in the last place, which in bf16 can reach 1/16 of a step (|W_g| ≤ 2^b s_q), more than EDGE;
+    one it took onto or across its bin's edge goes one representable value back toward the bin's centre."""
+    W_g = snapped_to_bins(W.float(), q, qa, EDGE).to(W.dtype)
+    for _ in range(4):  # one step is enough (the fp32 value lay inside); a few, to be safe
+        out = bin_position(W_g, q, qa).abs_() >= 0.5
+        if not out.any():
+            break
+        centre = snapped_to_bins(W_g.float(), q, qa, 0.5).to(W.dtype)  # u clamped to 0: s_q (q − z)
+        W_g[out] = torch.nextafter(W_g[out], centre[out])
+    assert (bin_position(W_g, q, qa).abs_() < 0.5).all(), "a snapped weight on its bin's edge"
     return W_g
 
 
