@@ -12,9 +12,12 @@ held-out perplexity on the next `--ppl-items` test items of each. Parts, each re
   search     the Shears NLS super-adapter: the median heuristic vs hill-climbing on held-out ARC-e train items
 
 Each part writes WORK/<part>.json and WORK/<part>.md (the rows with their intervals, the paired differences
-the paper claims, the command and wall time) and WORK/<part>.png.
+the paper claims, the command and wall time) and WORK/<part>.png, rewritten after each row (marked partial until
+the last), so an interrupted part shows what it has. `--max-minutes` splits a part that does not fit one sitting
+(pipelines on a 2-core CPU): it stops at the first row boundary after that time, and the same command continues.
 
     python benchmarks/fidelity.py --part sweep --work runs/fidelity
+    python benchmarks/fidelity.py --part pipelines --max-minutes 60   # again, until it prints the full table
 """
 
 from __future__ import annotations
@@ -247,6 +250,13 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto", help="auto: bf16 where its matmuls are native, else fp32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop at the first row boundary after this many minutes (a row takes up to ~25 min alone: a "
+        "fine-tuning, its merge and its scoring); the same command continues, as everything made is cached",
+    )
     args = ap.parse_args()
     if not (SHARED / "data/llm-adapters").is_dir():
         print(f"skipped: {SHARED}/data not found")
@@ -267,6 +277,13 @@ def main() -> int:
         for label, path in PART_ROWS[part](study):
             rows[label] = path
             write_part(part, study, rows, time.perf_counter() - t0, command, partial=True)
+            if args.max_minutes and time.perf_counter() - t0 > 60 * args.max_minutes:
+                print(
+                    f"{part}: stopped after {len(rows)} rows (--max-minutes {args.max_minutes}); the same "
+                    "command continues from the next row",
+                    flush=True,
+                )
+                return 0
         print(write_part(part, study, rows, time.perf_counter() - t0, command), flush=True)
     return 0
 
