@@ -10,8 +10,10 @@ from sqft.errors import SqftError
 from sqft.merge import (
     EDGE,
     dense_target_linears,
+    load_qa_fp16_base,
     merge_adapters,
     prepare_qa_fp16_base,
+    require_qa_int4,
     snap_to_int4_bins,
     take_int4_layers,
     take_untargeted_int4_layers,
@@ -180,6 +182,23 @@ def test_gptq_residual_moves_codes_at_once_where_a_base_on_the_grid_cannot():
             assert (L.abs() < s / 2).all(), name
             moved[qa_base] += int((layer.merged_codes() != int4.get_submodule(name).codes()[0]).sum())
     assert moved["gptq"] == 0 < moved["gptq-residual"]
+
+
+@pytest.mark.parametrize("qa_base", ["gptq", "gptq-dither"])
+def test_an_adapter_on_the_int4_base_takes_nothing_from_qa_int4(qa_base):
+    """`--qa-int4` with a QA adapter trained on the INT4 base changes nothing: its base is the INT4 model."""
+    model = sparse_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapt = AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base)
+    load_qa_fp16_base(model, adapt, "/nonexistent/int4")  # loading it would fail
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_qa_int4_without_a_quantization_aware_adapter_is_refused():
+    with pytest.raises(SqftError, match="goes with a quantization-aware adapter"):
+        require_qa_int4(None, "int4")
+    assert require_qa_int4(None, None) == (None, {})
 
 
 def test_dense_adapter_into_sparse_base_needs_allow_densify():

@@ -18,10 +18,12 @@ from torch import nn
 
 from sqft.adapt.config import AdaptConfig
 from sqft.adapt.equations import QAParams, bin_position, quant_codes, snapped_to_bins
-from sqft.adapt.export import read_adapt_config
-from sqft.adapt.inject import adapter_config_of, adapter_layers, qa_params_of
+from sqft.adapt.export import read_adapt_config, read_elastic_config
+from sqft.adapt.inject import adapter_config_of, adapter_layers, codes_and_qa_params
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
+from sqft.adapt.provenance import check_qa_int4
 from sqft.errors import SqftError
+from sqft.loading import load_model
 from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
 from sqft.quantize.format import replace_module
 
@@ -30,6 +32,7 @@ __all__ = [
     "snap_to_int4_bins",
     "prepare_qa_fp16_base",
     "require_qa_int4",
+    "load_qa_fp16_base",
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
     "check_mergeable",
@@ -214,11 +217,13 @@ def _snapped_in_dtype(W: torch.Tensor, q: torch.Tensor, qa: QAParams) -> torch.T
     to half a unit in the last place, which in bf16 can reach 1/16 of a step (|W_g| ≤ 2^b s_q), more than EDGE;
     one it took onto or across its bin's edge goes one representable value back toward the bin's centre."""
     W_g = snapped_to_bins(W.float(), q, qa, EDGE).to(W.dtype)
+    centre = None
     for _ in range(4):  # one step is enough (the fp32 value lay inside); a few, to be safe
         out = bin_position(W_g, q, qa).abs_() >= 0.5
         if not out.any():
             break
-        centre = snapped_to_bins(W_g.float(), q, qa, 0.5).to(W.dtype)  # u clamped to 0: s_q (q − z)
+        if centre is None:  # u clamped to 0: s_q (q − z)
+            centre = snapped_to_bins(W.float(), q, qa, 0.5).to(W.dtype)
         W_g[out] = torch.nextafter(W_g[out], centre[out])
     assert (bin_position(W_g, q, qa).abs_() < 0.5).all(), "a snapped weight on its bin's edge"
     return W_g
@@ -234,8 +239,7 @@ def snap_to_int4_bins(model: nn.Module, targets: tuple[str, ...], int4: nn.Modul
         layer = int4_layers.get(name)
         if layer is None or not is_quant_linear(layer):
             raise SqftError(f"'{where}' has no INT4 layer '{name}': pass the INT4 model of this sparse model")
-        q, _, _ = layer.codes()
-        qa = qa_params_of(layer)
+        q, qa = codes_and_qa_params(layer)
         W = linear.weight
         if q.shape != W.shape:
             raise SqftError(
@@ -260,10 +264,19 @@ def prepare_qa_fp16_base(model: nn.Module, adapt: AdaptConfig, int4: nn.Module, 
         snap_to_int4_bins(model, adapt.targets, int4, where)
 
 
-def require_qa_int4(adapter_dir: str | os.PathLike, qa_int4: str | os.PathLike | None) -> AdaptConfig:
-    """The adapter's configuration, checked against `qa_int4` (the `--qa-int4` of evaluate, merge, generate): given
-    only with a quantization-aware adapter, and required by one trained on gptq-residual, whose base exists only
-    with the INT4 model's codes (an fp16 one without it runs its layers without adapter in fp16, as before)."""
+def require_qa_int4(
+    adapter_dir: str | os.PathLike | None, qa_int4: str | os.PathLike | None, force: bool = False
+) -> tuple[AdaptConfig | None, dict[str, Any]]:
+    """`qa_int4` (the `--qa-int4` of evaluate, merge, search, generate) checked against the adapter, before
+    anything is loaded: given only with a quantization-aware adapter; required by one trained on gptq-residual,
+    whose base exists only with the INT4 model's codes (an fp16 one without it runs its layers without adapter in
+    fp16, as before); for an adapter on the fp16 base, the INT4 model it trained with (`check_qa_int4`, refused
+    otherwise unless `force`). Returns the adapter's configuration (None without adapter) and that check's
+    provenance record ({} where it does not apply)."""
+    if adapter_dir is None:
+        if qa_int4 is not None:
+            raise SqftError("--qa-int4 goes with a quantization-aware adapter trained on the fp16 base")
+        return None, {}
     adapt = read_adapt_config(adapter_dir)
     if qa_int4 is not None and not adapt.quantization_aware:
         raise SqftError(f"--qa-int4 goes with a quantization-aware adapter; '{adapter_dir}' is not one")
@@ -272,4 +285,21 @@ def require_qa_int4(adapter_dir: str | os.PathLike, qa_int4: str | os.PathLike |
             f"adapter '{adapter_dir}' was trained on the sparse model moved into its INT4 model's bins "
             "(qa_base=gptq-residual): pass that INT4 model as --qa-int4"
         )
-    return adapt
+    if qa_int4 is None or not adapt.on_fp16_base:
+        return adapt, {}
+    return adapt, check_qa_int4(read_elastic_config(adapter_dir), adapter_dir, qa_int4, force)
+
+
+def load_qa_fp16_base(
+    model: nn.Module,
+    adapt: AdaptConfig | None,
+    qa_int4: str | os.PathLike | None,
+    dtype: str | torch.dtype | None = "auto",
+    device: str = "cpu",
+) -> None:
+    """For an adapter trained on the fp16 base and its INT4 model `qa_int4` (checked by `require_qa_int4`): the
+    base it trained on, made from the INT4 model loaded in `dtype` (`prepare_qa_fp16_base`). In place, before the
+    adapter wraps the targets; nothing for any other adapter."""
+    if adapt is None or qa_int4 is None or not adapt.on_fp16_base:
+        return
+    prepare_qa_fp16_base(model, adapt, load_model(qa_int4, dtype, device), str(qa_int4))

@@ -172,6 +172,17 @@ def test_a_gptq_residual_adapter_runs_only_with_its_int4_model(tmp_path, data, s
     assert torch.equal(load_model(found / "merged")(x).logits, trained(x).logits)
 
 
+@pytest.mark.parametrize("command", ["evaluate", "generate"])
+def test_qa_int4_without_an_adapter_is_refused(tmp_path, sparse_dir, int4_dir, command, capsys):
+    out = tmp_path / "out"
+    args = {
+        "evaluate": ["--task", "perplexity", "--data", str(sparse_dir / "config.json"), "--output", str(out)],
+        "generate": ["--prompt", "ab", "--max-new-tokens", "2"],
+    }[command]
+    assert main([command, str(sparse_dir), "--qa-int4", str(int4_dir)] + args) == 2
+    assert "goes with a quantization-aware adapter" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize(
     "extra,msg",
     [

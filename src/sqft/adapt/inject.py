@@ -29,6 +29,7 @@ __all__ = [
     "groups_of",
     "set_active_ranks",
     "qa_params_of",
+    "codes_and_qa_params",
     "adapter_parameters",
     "named_adapter_parameters",
     "adapter_config_of",
@@ -50,12 +51,16 @@ def group_of(name: str, prefix: str, grouping: str, elastic: bool) -> str | None
     return f"{prefix}.{layer}.qkv" if name.rsplit(".", 1)[-1] in ATTENTION_PROJ else None
 
 
+def codes_and_qa_params(module: nn.Module) -> tuple[torch.Tensor, QAParams]:
+    """The codes q (out, in) int32 of an INT4 layer and its frozen (scale, zero), unpacked once."""
+    q, scale, zero = module.codes()  # scale, zero: (out, G) fp32 each
+    sym = bool(getattr(module, "sym", False))
+    return q, QAParams(scale, zero, int(module.bits), int(module.group_size), sym)
+
+
 def qa_params_of(module: nn.Module) -> QAParams:
     """The frozen (scale, zero) of an INT4 layer, shared with the QA adapter."""
-    _, scale, zero = module.codes()  # (out, G) fp32 each
-    return QAParams(
-        scale, zero, int(module.bits), int(module.group_size), bool(getattr(module, "sym", False))
-    )
+    return codes_and_qa_params(module)[1]
 
 
 def _qa_for(name: str, base: nn.Module, cfg: AdaptConfig, qa_params: Mapping[str, QAParams] | None):

@@ -12,12 +12,10 @@ import torch
 from torch import nn
 
 from sqft.adapt import load_adapter
-from sqft.adapt.export import read_elastic_config
-from sqft.adapt.provenance import check_qa_int4
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import prepare_qa_fp16_base, require_qa_int4
+from sqft.merge import load_qa_fp16_base, require_qa_int4
 from sqft.modeling import load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
@@ -80,12 +78,9 @@ def load_for_inference(
     if adapter is not None and not Path(adapter).is_dir():
         raise SqftError(f"adapter '{adapter}' does not exist: give the adapter directory that finetune wrote")
     parse_dtype(dtype)  # an unknown dtype fails before the load
-    adapt = require_qa_int4(adapter, qa_int4) if adapter is not None else None
-    if adapter is not None and qa_int4 is not None:
-        check_qa_int4(read_elastic_config(adapter), adapter, qa_int4)
+    adapt, _ = require_qa_int4(adapter, qa_int4)
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
-    if adapt is not None and qa_int4 is not None:
-        prepare_qa_fp16_base(model, adapt, load_model(qa_int4, dtype=dtype), str(qa_int4))
+    load_qa_fp16_base(model, adapt, qa_int4, dtype)
     if adapter is not None:
         model = load_adapter(model, adapter)
     model = model.to(device).eval()

@@ -15,13 +15,13 @@ from typing import Any
 from torch import nn
 
 from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
-from sqft.adapt.provenance import check_base, check_qa_int4
+from sqft.adapt.provenance import check_base
 from sqft.artifacts import atomic_output, check_output, check_writable, versions, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_data, write_results
 from sqft.loading import load_model
-from sqft.merge import prepare_qa_fp16_base, require_qa_int4
+from sqft.merge import load_qa_fp16_base, require_qa_int4
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
 
@@ -55,25 +55,20 @@ class Evaluation:
 def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
     """Before loading anything: the adapter exists, is undamaged and was trained on the model (or force)."""
     if opts.adapter is None:
+        require_qa_int4(None, opts.qa_int4)  # refuses --qa-int4 without an adapter
         return None
     if not Path(opts.adapter).is_dir():
         raise SqftError(f"adapter directory '{opts.adapter}' does not exist")
-    elastic = read_elastic_config(opts.adapter)
-    meta = check_base(elastic, opts.adapter, model_path, opts.force)
-    require_qa_int4(opts.adapter, opts.qa_int4)
-    if opts.qa_int4 is not None:
-        meta |= check_qa_int4(elastic, opts.adapter, opts.qa_int4, opts.force)
-    return meta
+    meta = check_base(read_elastic_config(opts.adapter), opts.adapter, model_path, opts.force)
+    return meta | require_qa_int4(opts.adapter, opts.qa_int4, opts.force)[1]
 
 
 def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
     model = load_model(model_path, opts.dtype, opts.device, opts.gguf_file, opts.trust_remote_code)
     tokenizer = load_tokenizer(model_path, opts.gguf_file, opts.trust_remote_code)
-    if opts.qa_int4 is not None:  # before the adapter wraps its targets
-        if opts.adapter is None:
-            raise SqftError("--qa-int4 goes with a quantization-aware --adapter trained on the fp16 base")
-        int4 = load_model(opts.qa_int4, opts.dtype, opts.device)
-        prepare_qa_fp16_base(model, read_adapt_config(opts.adapter), int4, opts.qa_int4)
+    # before the adapter wraps its targets (`_check_adapter` checked the pair)
+    adapt = read_adapt_config(opts.adapter) if opts.adapter is not None else None
+    load_qa_fp16_base(model, adapt, opts.qa_int4, opts.dtype, opts.device)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:

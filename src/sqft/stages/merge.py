@@ -13,15 +13,15 @@ from torch import nn
 
 from sqft.adapt.export import load_adapter, read_elastic_config
 from sqft.adapt.inject import adapter_layers, set_active_ranks
-from sqft.adapt.provenance import check_base, check_qa_int4
+from sqft.adapt.provenance import check_base
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
 from sqft.errors import SqftError
 from sqft.loading import load_model
 from sqft.merge import (
     check_mergeable,
     dense_target_linears,
+    load_qa_fp16_base,
     merge_adapters,
-    prepare_qa_fp16_base,
     report_figures,
     require_qa_int4,
     take_int4_layers,
@@ -78,17 +78,12 @@ def run_merge(
     inputs = [base_source, adapter_dir, qa_int4]
     out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
-    adapt = require_qa_int4(adapter_dir, qa_int4)
+    adapt, qa_provenance = require_qa_int4(adapter_dir, qa_int4, force)
     check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
-    provenance = check_base(meta, adapter_dir, base_source, force)
-    if adapt.on_fp16_base and qa_int4 is not None:
-        provenance |= check_qa_int4(meta, adapter_dir, qa_int4, force)
+    provenance = check_base(meta, adapter_dir, base_source, force) | qa_provenance
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
-    if (
-        adapt.on_fp16_base and qa_int4 is not None
-    ):  # the base the adapter trained on, before it wraps the targets
-        prepare_qa_fp16_base(model, adapt, load_model(qa_int4), str(qa_int4))
+    load_qa_fp16_base(model, adapt, qa_int4)  # the base the adapter trained on, before it wraps the targets
     load_adapter(model, adapter_dir, force)
     provenance["mask_checked"] = meta.get("mask_fingerprint") is not None
     check_mergeable(model, allow_densify)

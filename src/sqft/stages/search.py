@@ -18,13 +18,12 @@ from sqft.adapt.export import (
     read_elastic_config,
 )
 from sqft.adapt.inject import set_active_ranks
-from sqft.adapt.provenance import check_base, check_qa_int4
+from sqft.adapt.provenance import check_base
 from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.proxy import make_score_fn
-from sqft.loading import load_model
-from sqft.merge import prepare_qa_fp16_base, require_qa_int4
+from sqft.merge import load_qa_fp16_base, require_qa_int4
 from sqft.modeling.io import resolve_source
 from sqft.search.api import (
     SearchConfig,
@@ -63,8 +62,7 @@ def _scored_search(
     if not proxy:
         return choose_configuration(space, cfg.strategy, None, cfg.hill_climbing, stats, quiet)
     model, tokenizer, _ = load_input(base, dtype)
-    if qa_int4 is not None:
-        prepare_qa_fp16_base(model, read_adapt_config(adapter), load_model(qa_int4, dtype), str(qa_int4))
+    load_qa_fp16_base(model, read_adapt_config(adapter), qa_int4, dtype)
     model = load_adapter(model, adapter, force).to(device).eval()
     score = make_score_fn(model, tokenizer, proxy, metric, set_active_ranks, cfg.batch_size, cfg.cutoff)
     return choose_configuration(space, cfg.strategy, score, cfg.hill_climbing, stats, quiet)
@@ -107,8 +105,7 @@ def run_search(
     fmt, metric, proxy, indices = validation_proxy(cfg) if cfg.validation else (None, None, [], [])
     meta = read_elastic_config(adapter)
     provenance = check_base(meta, adapter, base, force)
-    if require_qa_int4(adapter, qa_int4).on_fp16_base and qa_int4 is not None:
-        provenance |= check_qa_int4(meta, adapter, qa_int4, force)
+    provenance |= require_qa_int4(adapter, qa_int4, force)[1]
     if Path(str(base)).exists():
         resolve_source(base)  # a damaged base fails here, before any model is loaded
     space, stats = _space_and_stats(adapter, cfg)
