@@ -108,10 +108,11 @@ def test_cli_bad_input_is_one_line(model_dir, tmp_path, capsys):
     tiny_llama(num_layers=1, hidden=32, intermediate=64).save_pretrained(other)
     char_tokenizer().save_pretrained(other)
     adapter = _adapter(other, tmp_path / "adapter")
+    capsys.readouterr()  # the progress bars of saving, when they are on
     cases = [
         ([str(tmp_path / "missing"), "--prompt", "a"], "does not exist"),
         ([str(adapter), "--prompt", "a"], "is an adapter, not a model"),
-        ([str(model_dir), "--adapter", str(adapter), "--prompt", "a"], "does not match this base model"),
+        ([str(model_dir), "--adapter", str(adapter), "--prompt", "a"], "was trained on"),
         ([str(model_dir), "--adapter", str(tmp_path / "nope"), "--prompt", "a"], "adapter"),
         ([str(model_dir), "--prompt", "a", "--max-new-tokens", "0"], "must be a positive integer"),
         ([str(model_dir), "--prompt", "a", "--device", "tpu7"], "unknown device 'tpu7'"),
@@ -120,3 +121,23 @@ def test_cli_bad_input_is_one_line(model_dir, tmp_path, capsys):
         assert main(["generate", *args]) == 2, args
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+
+
+def test_cli_refuses_an_adapter_trained_on_another_base_unless_forced(model_dir, tmp_path, capsys):
+    """The same shapes, other weights: the adapter's recorded base fingerprint differs, so generate refuses it
+    as evaluate and merge do, and runs it with --force."""
+    from sqft.loading import load_model
+    from tests.conftest import char_tokenizer
+
+    other = tmp_path / "other"
+    model = load_model(model_dir)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)
+    model.save_pretrained(other)
+    char_tokenizer().save_pretrained(other)
+    adapter = _adapter(model_dir, tmp_path / "adapter")
+    argv = ["generate", str(other), "--adapter", str(adapter), "--prompt", "ab", "--max-new-tokens", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on '{model_dir}'" in err and "Traceback" not in err
+    assert main(argv + ["--force"]) == 0

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from sqft.adapt import load_adapter
+from sqft.adapt.export import read_elastic_config
+from sqft.adapt.provenance import check_base
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.loading import load_model
@@ -61,12 +63,16 @@ def load_for_inference(
     int4_kernels: bool = True,
     trust_remote_code: bool = False,
     qa_int4: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> LoadedModel:
     """Load `source` (dense, sparse or INT4; hub id, directory or GGUF) plus an optional adapter for inference.
 
     `qa_int4`: for a QA adapter trained on the fp16 base, the INT4 model it trained with (its layers without
     adapter and, for qa_base gptq-residual, the bins of its codes; `merge.prepare_qa_fp16_base`), so that the
     unmerged model runs as trained.
+
+    An adapter must have been trained on `source` (and with `qa_int4`), as its recorded fingerprints say
+    (`sqft.adapt.provenance`), unless `force`.
 
     With `int4_kernels`, every INT4 layer the packed kernel supports is packed once here and runs in bf16
     (see `sqft.quantize.kernels`); the others keep dequantizing, which one log line names.
@@ -78,11 +84,13 @@ def load_for_inference(
     if adapter is not None and not Path(adapter).is_dir():
         raise SqftError(f"adapter '{adapter}' does not exist: give the adapter directory that finetune wrote")
     parse_dtype(dtype)  # an unknown dtype fails before the load
-    adapt, _ = require_qa_int4(adapter, qa_int4)
+    if adapter is not None:
+        check_base(read_elastic_config(adapter), adapter, source, force)
+    adapt, _ = require_qa_int4(adapter, qa_int4, force)
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
     load_qa_fp16_base(model, adapt, qa_int4, dtype)
     if adapter is not None:
-        model = load_adapter(model, adapter)
+        model = load_adapter(model, adapter, force)
     model = model.to(device).eval()
     packing = pack_int4_layers(model, device) if int4_kernels else None  # bf16 kernels (see kernel_dtype)
     tok_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else source
