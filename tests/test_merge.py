@@ -5,6 +5,7 @@ import torch
 
 from sqft.adapt import AdaptConfig, adapter_layers, groups_of, inject_adapters, set_active_ranks
 from sqft.adapt.equations import bin_position, quant_codes, snapped_to_bins
+from sqft.adapt.export import save_adapter
 from sqft.adapt.inject import qa_params_of
 from sqft.errors import SqftError
 from sqft.merge import (
@@ -185,12 +186,14 @@ def test_gptq_residual_moves_codes_at_once_where_a_base_on_the_grid_cannot():
 
 
 @pytest.mark.parametrize("qa_base", ["gptq", "gptq-dither"])
-def test_an_adapter_on_the_int4_base_takes_nothing_from_qa_int4(qa_base):
+def test_an_adapter_on_the_int4_base_takes_nothing_from_qa_int4(tmp_path, qa_base):
     """`--qa-int4` with a QA adapter trained on the INT4 base changes nothing: its base is the INT4 model."""
-    model = sparse_model()
+    trained = sparse_int4_model()
+    inject_adapters(trained, AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base))
+    save_adapter(trained, tmp_path / "ad")
+    model = sparse_int4_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    adapt = AdaptConfig(sparse_adapter=True, quantization_aware=True, qa_base=qa_base)
-    load_qa_fp16_base(model, adapt, "/nonexistent/int4")  # loading it would fail
+    load_qa_fp16_base(model, tmp_path / "ad", "/nonexistent/int4")  # loading it would fail
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in before.items())
 

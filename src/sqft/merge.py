@@ -9,6 +9,7 @@ logits of a probe batch equal to the unmerged model's.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from torch import nn
 
 from sqft.adapt.config import AdaptConfig
 from sqft.adapt.equations import QAParams, bin_position, quant_codes, snapped_to_bins
-from sqft.adapt.export import read_adapt_config, read_elastic_config
+from sqft.adapt.export import read_adapt_config, read_elastic_config, weight_dtype
 from sqft.adapt.inject import adapter_config_of, adapter_layers, codes_and_qa_params
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
 from sqft.adapt.provenance import check_qa_int4
@@ -26,6 +27,8 @@ from sqft.errors import SqftError
 from sqft.loading import load_model
 from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
 from sqft.quantize.format import replace_module
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "take_untargeted_int4_layers",
@@ -292,14 +295,30 @@ def require_qa_int4(
 
 def load_qa_fp16_base(
     model: nn.Module,
-    adapt: AdaptConfig | None,
+    adapter_dir: str | os.PathLike | None,
     qa_int4: str | os.PathLike | None,
     dtype: str | torch.dtype | None = "auto",
     device: str = "cpu",
 ) -> None:
     """For an adapter trained on the fp16 base and its INT4 model `qa_int4` (checked by `require_qa_int4`): the
     base it trained on, made from the INT4 model loaded in `dtype` (`prepare_qa_fp16_base`). In place, before the
-    adapter wraps the targets; nothing for any other adapter."""
+    adapter wraps the targets; nothing for any other adapter.
+
+    The gptq-residual base is the sparse weights moved into their bins in the model's dtype, so a dtype other than
+    training's gives a base a few weights apart (one unit in the last place); that is logged."""
+    adapt = read_adapt_config(adapter_dir) if adapter_dir is not None else None
     if adapt is None or qa_int4 is None or not adapt.on_fp16_base:
         return
     prepare_qa_fp16_base(model, adapt, load_model(qa_int4, dtype, device), str(qa_int4))
+    trained_in = read_elastic_config(adapter_dir).get("base_dtype")
+    here = weight_dtype(next(iter(find_target_linears(model, adapt.targets).values())))
+    if adapt.qa_base == "gptq-residual" and trained_in is not None and trained_in != here:
+        log.warning(
+            "adapter '%s' was trained on its base in %s, which is loaded here in %s: the base moved into the INT4 "
+            "bins differs from training's by one unit in the last place on a few weights; pass --dtype %s to run "
+            "or merge exactly the trained model",
+            adapter_dir,
+            trained_in,
+            here,
+            trained_in,
+        )

@@ -1,6 +1,7 @@
 """`sqft finetune` → `sqft extract` → `sqft merge` end to end on tiny offline models, and refusals (exit 2)."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_qa_on_the_fp16_base_merges_into_the_int4_model(tmp_path, data, sparse_d
     assert torch.equal(out(x).logits, lm.model(x).logits)
 
 
-def test_a_gptq_residual_adapter_runs_only_with_its_int4_model(tmp_path, data, sparse_dir):
+def test_a_gptq_residual_adapter_runs_only_with_its_int4_model(tmp_path, data, sparse_dir, caplog):
     """Its base exists only with the INT4 model's codes: evaluate, generate and search refuse to run it without
     --qa-int4, and run it with; search's merge of the maximal configuration is the trained model."""
     from sqft.inference import load_for_inference
@@ -170,6 +171,11 @@ def test_a_gptq_residual_adapter_runs_only_with_its_int4_model(tmp_path, data, s
     x = tokens()
     trained = load_for_inference(sparse_dir, ad, int4_kernels=False, qa_int4=int4_dir).model
     assert torch.equal(load_model(found / "merged")(x).logits, trained(x).logits)
+    # its base was moved into the bins in fp32: another dtype runs a base a few ulps apart, and says so
+    assert json.loads((ad / "elastic_adapter_config.json").read_text())["base_dtype"] == "float32"
+    with caplog.at_level(logging.WARNING, logger="sqft.merge"):
+        load_for_inference(sparse_dir, ad, dtype="bfloat16", int4_kernels=False, qa_int4=int4_dir)
+    assert "trained on its base in float32, which is loaded here in bfloat16" in caplog.text
 
 
 @pytest.mark.parametrize("command", ["evaluate", "generate"])

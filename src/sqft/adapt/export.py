@@ -29,6 +29,7 @@ from torch import nn
 from sqft.adapt.config import AdaptConfig
 from sqft.adapt.equations import QAParams
 from sqft.adapt.inject import adapter_config_of, adapter_layers, groups_of, inject_adapters
+from sqft.adapt.layer import is_quant_linear
 from sqft.adapt.provenance import check_mask, mask_fingerprint
 from sqft.artifacts import fingerprint
 from sqft.errors import SqftError
@@ -43,6 +44,7 @@ __all__ = [
     "load_adapter",
     "read_elastic_config",
     "read_adapt_config",
+    "weight_dtype",
     "elastic_space",
     "extract_subadapter",
 ]
@@ -108,6 +110,7 @@ def _write(
         "base_fingerprint": provenance.get("base_fingerprint"),
         "mask_fingerprint": provenance.get("mask_fingerprint"),
         "qa_int4_fingerprint": provenance.get("qa_int4_fingerprint"),
+        "base_dtype": provenance.get("base_dtype"),
     }
     (directory / ELASTIC_CONFIG).write_text(json.dumps(elastic, indent=2) + "\n")
     if qa_tensors:
@@ -122,6 +125,11 @@ def _qa_tensors(model: nn.Module, cfg: AdaptConfig) -> dict[str, torch.Tensor] |
         out[f"{name}.scale"], out[f"{name}.zero"] = layer.qa_scale, layer.qa_zero
         out[f"{name}.meta"] = torch.tensor([layer.qa.bits, layer.qa.group_size, int(layer.qa.sym)])
     return out
+
+
+def weight_dtype(linear: nn.Module) -> str | None:
+    """The dtype of a linear's weight ('bfloat16', 'float32', ...); None for an INT4 layer."""
+    return None if is_quant_linear(linear) else str(linear.weight.dtype).removeprefix("torch.")
 
 
 def save_adapter(
@@ -141,6 +149,7 @@ def save_adapter(
     ranks = {n: layer.r_max for n, layer in layers.items()}
     provenance = {"base_fingerprint": fingerprint(base), "mask_fingerprint": mask_fingerprint(model)}
     provenance["qa_int4_fingerprint"] = fingerprint(qa_int4) if cfg.on_fp16_base else None
+    provenance["base_dtype"] = weight_dtype(next(iter(layers.values())).base_layer) if layers else None
     _write(Path(directory), cfg, tensors, ranks, groups_of(model), _qa_tensors(model, cfg), base, provenance)
     if stats is not None:
         stats.save(directory)

@@ -86,9 +86,9 @@ def load_for_inference(
     parse_dtype(dtype)  # an unknown dtype fails before the load
     if adapter is not None:
         check_base(read_elastic_config(adapter), adapter, source, force)
-    adapt, _ = require_qa_int4(adapter, qa_int4, force)
+    require_qa_int4(adapter, qa_int4, force)
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
-    load_qa_fp16_base(model, adapt, qa_int4, dtype)
+    load_qa_fp16_base(model, adapter, qa_int4, dtype)
     if adapter is not None:
         model = load_adapter(model, adapter, force)
     model = model.to(device).eval()

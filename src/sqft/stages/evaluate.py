@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from sqft.adapt.export import load_adapter, read_adapt_config, read_elastic_config
+from sqft.adapt.export import load_adapter, read_elastic_config
 from sqft.adapt.provenance import check_base
 from sqft.artifacts import atomic_output, check_output, check_writable, versions, write_manifest
 from sqft.devices import check_device
@@ -67,8 +67,7 @@ def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:
     model = load_model(model_path, opts.dtype, opts.device, opts.gguf_file, opts.trust_remote_code)
     tokenizer = load_tokenizer(model_path, opts.gguf_file, opts.trust_remote_code)
     # before the adapter wraps its targets (`_check_adapter` checked the pair)
-    adapt = read_adapt_config(opts.adapter) if opts.adapter is not None else None
-    load_qa_fp16_base(model, adapt, opts.qa_int4, opts.dtype, opts.device)
+    load_qa_fp16_base(model, opts.adapter, opts.qa_int4, opts.dtype, opts.device)
     if opts.adapter is not None:
         model = load_adapter(model, opts.adapter, opts.force).to(opts.device).eval()
     if opts.int4_kernels:

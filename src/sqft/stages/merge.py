@@ -83,7 +83,9 @@ def run_merge(
     provenance = check_base(meta, adapter_dir, base_source, force) | qa_provenance
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
-    load_qa_fp16_base(model, adapt, qa_int4)  # the base the adapter trained on, before it wraps the targets
+    load_qa_fp16_base(
+        model, adapter_dir, qa_int4, dtype
+    )  # the base the adapter trained on, before it wraps the targets
     load_adapter(model, adapter_dir, force)
     provenance["mask_checked"] = meta.get("mask_fingerprint") is not None
     check_mergeable(model, allow_densify)

@@ -14,7 +14,6 @@ from sqft.adapt.export import (
     elastic_space,
     extract_subadapter,
     load_adapter,
-    read_adapt_config,
     read_elastic_config,
 )
 from sqft.adapt.inject import set_active_ranks
@@ -62,7 +61,7 @@ def _scored_search(
     if not proxy:
         return choose_configuration(space, cfg.strategy, None, cfg.hill_climbing, stats, quiet)
     model, tokenizer, _ = load_input(base, dtype)
-    load_qa_fp16_base(model, read_adapt_config(adapter), qa_int4, dtype)
+    load_qa_fp16_base(model, adapter, qa_int4, dtype)
     model = load_adapter(model, adapter, force).to(device).eval()
     score = make_score_fn(model, tokenizer, proxy, metric, set_active_ranks, cfg.batch_size, cfg.cutoff)
     return choose_configuration(space, cfg.strategy, score, cfg.hill_climbing, stats, quiet)
