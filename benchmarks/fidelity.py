@@ -9,7 +9,8 @@ held-out perplexity on the next `--ppl-items` test items of each. Parts, each re
   sweep      dense; 30 / 50 / 70% Wanda without fine-tuning and with SparsePEFT, merged (the paper's Fig. 5)
   pipelines  at 50%: Shears, SQFT + SparsePEFT and SQFT + QA-SparsePEFT, merged and unmerged
   adapters   at 50%: LoRA on the dense model, SQFT (LoRA on the INT4 base), and sparse LoRA vs NLS at equal steps
-  search     the Shears NLS super-adapter: the median heuristic vs hill-climbing on held-out ARC-e train items
+  search     the Shears NLS super-adapter: the median heuristic vs hill-climbing, by accuracy on held-out ARC-e
+             train items and by loss on held-out items of every train set
 
 Each part writes WORK/<part>.json and WORK/<part>.md (the rows with their intervals, the paired differences
 the paper claims, the command and wall time) and WORK/<part>.png, rewritten after each row (marked partial until
@@ -54,7 +55,10 @@ CLAIMS = {
         ("fine-tuning recovers", "50% sparse INT4", "SQFT"),
         ("NLS ≥ LoRA", "Shears with LoRA", "Shears"),
     ],
-    "search": [("search ≥ median", "Shears, median", "Shears, hill-climbing")],
+    "search": [
+        ("search ≥ median", "Shears, median", "Shears, hill-climbing (accuracy)"),
+        ("search ≥ median", "Shears, median", "Shears, hill-climbing (loss)"),
+    ],
 }
 
 
@@ -159,21 +163,37 @@ def adapters(study: Study) -> Rows:
     yield "Shears with LoRA", Path(study.run("shears", adapter="lora").dirs["evaluate"])
 
 
-def search(study: Study) -> Rows:
+def hill_climbing(study: Study, st, metric: str) -> Path:
+    """The Shears adapter's sub-adapter that hill-climbing (paper Algorithm 1) picks on held-out train items:
+    by accuracy on ARC-e's, or by loss on every train set's (the metric that is not at chance here)."""
     from sqft.cli import main as sqft
 
-    st = study.run("shears")
-    yield "50% sparse", study.evaluate(st.dirs["sparsify"])
-    yield "Shears, median", Path(st.dirs["evaluate"])
-    out = study.work / f"search-hill-climbing-{Path(st.dirs['finetune']).name}"
+    name = "search-hill-climbing" + ("" if metric == "accuracy" else f"-{metric}")
+    out = study.work / f"{name}-{Path(st.dirs['finetune']).name}"
+    if metric == "accuracy":
+        validation = ["--validation", str(study.data.valid)]
+    else:
+        validation = ["--validation", str(study.data.valid_loss), "--validation-format", "commonsense"]
     if not out.is_dir():
-        sqft(
+        code = sqft(
             ["search", st.dirs["finetune"], "--base", st.dirs["sparsify"], "--strategy", "hill-climbing"]
-            + ["--validation", str(study.data.valid), "--metric", "accuracy", "--proxy-samples", "200"]
+            + validation
+            + ["--metric", metric, "--proxy-samples", "200", "--cutoff", str(study.args.cutoff)]
             + ["--turns", "4", "--neighbours", "4", "--budget", "16", "--seed", str(study.args.seed)]
             + ["--output", str(out), "-q"]
         )
-    yield "Shears, hill-climbing", study.evaluate(st.dirs["sparsify"], str(out / "adapter"))
+        if code != 0:
+            raise SystemExit(f"search ({metric}) failed with exit code {code}")
+    return out / "adapter"
+
+
+def search(study: Study) -> Rows:
+    st = study.run("shears")
+    yield "50% sparse", study.evaluate(st.dirs["sparsify"])
+    yield "Shears, median", Path(st.dirs["evaluate"])
+    for metric in ("accuracy", "loss"):
+        adapter = hill_climbing(study, st, metric)
+        yield f"Shears, hill-climbing ({metric})", study.evaluate(st.dirs["sparsify"], str(adapter))
 
 
 PART_ROWS = {"sweep": sweep, "pipelines": pipelines, "adapters": adapters, "search": search}
@@ -241,7 +261,12 @@ def main() -> int:
     ap.add_argument("--per-task", type=int, default=600, help="training items per train set")
     ap.add_argument("--items", type=int, default=500, help="accuracy items per test set")
     ap.add_argument("--ppl-items", type=int, default=100, help="held-out perplexity items per test set")
-    ap.add_argument("--valid-items", type=int, default=200, help="held-out ARC-e train items for the search")
+    ap.add_argument(
+        "--valid-items",
+        type=int,
+        default=200,
+        help="held-out train items for the search (accuracy: ARC-e; loss: all train sets)",
+    )
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)

@@ -30,6 +30,7 @@ TESTS = {"arc_easy": "ARC-Easy", "boolq": "boolq", "piqa": "piqa", "winogrande":
 class StudyData:
     train: Path  # LLM-Adapters records, the training mix
     valid: Path  # held-out train items (ARC-e), in the accuracy format: the search's validation set
+    valid_loss: Path  # held-out train items of every train set, in the training format: the loss search's
     calibration: Path  # text for Wanda / GPTQ (train items only)
     tasks: dict  # evaluate section: accuracy task per test set, plus "<task>-ppl"
 
@@ -62,21 +63,25 @@ def build_data(
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train, valid = [], []
+    train, valid, valid_loss = [], [], []
     for name in TRAIN_SETS:
         records = _read(name, "train")
         rng.shuffle(records)
         train += records[:per_task]
-        if name == "ARC-Easy":  # the train set's held-out part: never trained on, never a test item
+        # the train sets' held-out part: never trained on, never a test item
+        valid_loss += records[per_task : per_task + valid_items // len(TRAIN_SETS)]
+        if name == "ARC-Easy":
             valid = records[per_task : per_task + valid_items]
     rng.shuffle(train)
     paths = {
         "train": data / "train.json",
         "valid": data / "valid.jsonl",
+        "valid_loss": data / "valid-loss.json",
         "calibration": data / "calibration.txt",
     }
     paths["train"].write_text(json.dumps(train))
     _write_jsonl([mc_record(r) for r in valid], paths["valid"])
+    paths["valid_loss"].write_text(json.dumps(valid_loss))
     paths["calibration"].write_text(
         "\n\n".join(alpaca_prompt(r["instruction"], r.get("input") or "") + r["output"] for r in train[:256])
     )
@@ -91,4 +96,4 @@ def build_data(
         text.write_text("\n\n".join(alpaca_prompt(r["instruction"]) + r["output"] for r in held_out))
         tasks[task] = {"task": "mc", "data": str(mc), "delimiter": "", "batch_size": 16}
         tasks[f"{task}-ppl"] = {"task": "perplexity", "data": str(text), "seq_len": 512, "batch_size": 4}
-    return StudyData(paths["train"], paths["valid"], paths["calibration"], tasks)
+    return StudyData(paths["train"], paths["valid"], paths["valid_loss"], paths["calibration"], tasks)
