@@ -100,3 +100,24 @@ def test_until_stops_after_a_stage_and_the_full_run_reuses_it(tmp_path, model_di
         run_recipe(recipe, root, quiet=True, until="extract")
     ft_only = run_recipe(recipe, root, quiet=True, until="finetune")
     assert ft_only.skipped == ["sparsify", "quantize"] and list(ft_only.dirs)[-1] == "finetune"
+
+
+def test_an_evaluation_is_cached_per_adapter_not_per_directory_name(tmp_path):
+    """Two sqft artifacts both called `adapter` (say, two searches' sub-adapters) are two parents: their
+    evaluations get two cache directories. A stage directory (`<stage>-<hash>`) is keyed by its name, so a
+    moved root keeps its cache."""
+    from sqft.pipeline import evaluate_section, stage_dir
+
+    tasks = {"t": {"task": "perplexity", "data": "x.txt"}}
+    dirs = []
+    for where in (
+        "search-a/adapter",
+        "search-b/adapter",
+        "root1/finetune-0123456789",
+        "root2/finetune-0123456789",
+    ):
+        d = tmp_path / where
+        d.mkdir(parents=True)
+        (d / "sqft.json").write_text("{}")
+        dirs.append(stage_dir(tmp_path, "evaluate", evaluate_section(tasks, str(d)), "model"))
+    assert dirs[0] != dirs[1] and dirs[2] == dirs[3]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,15 @@ class PipelineState:
     results: dict[str, Any] | None = None
 
 
+# the name `stage_dir` gives an artifact: unique by its hash, so a key may name it without its root
+STAGE_DIR_NAME = re.compile(r"[a-z][a-z-]*-[0-9a-f]{10}")
+
+
 def _identity(path: str) -> str:
-    """A parent's identity in stage keys: artifact directory name, or the model id/path as given."""
+    """A parent's identity in stage keys: a stage directory's name (the key survives moving the root), else the
+    model id / path as given (two artifacts both called `adapter` or `merged` are not the same parent)."""
     p = Path(path)
-    return p.name if (p / MANIFEST).is_file() else str(path)
+    return p.name if STAGE_DIR_NAME.fullmatch(p.name) and (p / MANIFEST).is_file() else str(path)
 
 
 def stage_dir(root: Path, stage: str, section: Any, parent: str) -> Path:

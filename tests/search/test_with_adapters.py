@@ -100,6 +100,9 @@ def test_cli_search_end_to_end(tmp_path, model_dir, tokenizer):
     assert {n: layer.r_max for n, layer in adapt.adapter_layers(sub).items() if "q_proj" in n} == {
         f"model.layers.{i}.self_attn.q_proj": config[f"model.layers.{i}.qkv"] for i in range(2)
     }
+    # like `sqft extract`'s, the sub-adapter's manifest names the super-adapter and the configuration
+    manifest = json.loads((out / "adapter" / "sqft.json").read_text())
+    assert manifest["parent"] == str(tmp_path / "adapter") and manifest["config"]["configuration"] == config
     # heuristics from the saved statistics, no validation: the configuration only
     out2 = tmp_path / "mf"
     args = ["search", str(tmp_path / "adapter"), "--base", str(model_dir), "--strategy", "most-frequent"]

@@ -21,7 +21,7 @@ from sqft.errors import SqftError
 from sqft.files import safetensors_header
 from sqft.search.api import resolve_adapter_config
 
-__all__ = ["CONFIGURATION_FILE", "check_configuration_source", "run_extract"]
+__all__ = ["CONFIGURATION_FILE", "check_configuration_source", "run_extract", "write_subadapter"]
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,27 @@ def run_extract(
     checked = check_configuration_source(adapter_dir, spec, force)
     config = resolve_adapter_config(adapter_dir, spec)
     with atomic_output(out, overwrite, [adapter_dir]) as tmp:
-        ranks = extract_subadapter(adapter_dir, config, tmp)
-        (tmp / CONFIGURATION_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        figures = {"adapter_parameters": _count_params(tmp), "mean_rank": sum(ranks.values()) / len(ranks)}
-        write_manifest(
-            tmp,
-            "extract",
-            {"config": spec, "configuration": config, "force": force},
-            str(adapter_dir),
-            {**figures, "provenance": {"configuration_checked": checked, "forced": force}},
-        )
+        write_subadapter(adapter_dir, config, tmp, spec, {"configuration_checked": checked, "forced": force})
     return config
+
+
+def write_subadapter(
+    adapter_dir: str | os.PathLike,
+    config: dict[str, int],
+    directory: Path,
+    spec: str,
+    provenance: dict[str, bool],
+) -> None:
+    """The sub-adapter of `config` in `directory`, with its configuration and an extract manifest whose parent
+    is the super-adapter (so reports follow it to the base it was trained on)."""
+    ranks = extract_subadapter(adapter_dir, config, directory)
+    (directory / CONFIGURATION_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    figures = {"adapter_parameters": _count_params(directory), "mean_rank": sum(ranks.values()) / len(ranks)}
+    force = provenance.get("forced", False)
+    write_manifest(
+        directory,
+        "extract",
+        {"config": spec, "configuration": config, "force": force},
+        str(adapter_dir),
+        {**figures, "provenance": provenance},
+    )

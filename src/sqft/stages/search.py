@@ -12,7 +12,6 @@ from typing import Any
 
 from sqft.adapt.export import (
     elastic_space,
-    extract_subadapter,
     load_adapter,
     read_elastic_config,
 )
@@ -35,6 +34,7 @@ from sqft.search.heuristics import resolve_config
 from sqft.search.hill_climbing import SearchResult
 from sqft.search.space import Config, SearchSpace
 from sqft.stages.common import load_input
+from sqft.stages.extract import write_subadapter
 from sqft.stages.merge import run_merge
 
 __all__ = ["run_search"]
@@ -143,8 +143,8 @@ def run_search(
 
 
 def _extract(adapter: str | os.PathLike, config: Config, dest: Path) -> str:
-    """Write the sub-adapter (A[:r], B[:, :r] per module, PEFT rank_pattern) with the adapt stage's extractor."""
-    extract_subadapter(adapter, config, dest)
+    """Write the sub-adapter (A[:r], B[:, :r] per module, PEFT rank_pattern), as `sqft extract` writes it."""
+    write_subadapter(adapter, config, dest, "search", {"configuration_checked": True, "forced": False})
     return dest.name
 
 
