@@ -11,13 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sqft.adapt import load_adapter
+from sqft.adapt import AdaptConfig, load_adapter
 from sqft.adapt.export import read_elastic_config
+from sqft.adapt.inject import adapter_config_of
 from sqft.adapt.provenance import check_base
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import load_qa_fp16_base, require_qa_int4
+from sqft.merge import load_qa_fp16_base, merge_adapters, require_qa_int4
 from sqft.modeling import load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
@@ -54,6 +55,11 @@ def _check_not_adapter(source: str) -> None:
         raise SqftError(f"'{source}' is an adapter, not a model: pass its base model and --adapter {source}")
 
 
+def _rebuilds_weights(cfg: AdaptConfig) -> bool:
+    """SparsePEFT / QA variants multiply by a rebuilt W + L (or Ŵ) in eval; plain LoRA adds (x Aᵀ) Bᵀ."""
+    return cfg.sparse_adapter or cfg.quantization_aware
+
+
 def load_for_inference(
     source: str | os.PathLike,
     adapter: str | os.PathLike | None = None,
@@ -64,6 +70,7 @@ def load_for_inference(
     trust_remote_code: bool = False,
     qa_int4: str | os.PathLike | None = None,
     force: bool = False,
+    fold_adapter: bool = True,
 ) -> LoadedModel:
     """Load `source` (dense, sparse or INT4; hub id, directory or GGUF) plus an optional adapter for inference.
 
@@ -72,7 +79,11 @@ def load_for_inference(
     unmerged model runs as trained.
 
     An adapter must have been trained on `source` (and with `qa_int4`), as its recorded fingerprints say
-    (`sqft.adapt.provenance`), unless `force`.
+    (`sqft.adapt.provenance`), unless `force`. With `fold_adapter`, a SparsePEFT / QA-SparsePEFT adapter is
+    merged into its base here, in memory (`merge.merge_adapters`): its eval forward multiplies by W + L (Ŵ for
+    QA), which it would rebuild at every call, at every decoded token; the merged layers hold that same weight
+    (the same logits, bit for bit, on the exact path) and a QA adapter's are INT4 layers, which then run on the
+    kernels. A plain LoRA adapter stays unmerged: x Wᵀ + s (x Aᵀ) Bᵀ costs little beside x Wᵀ.
 
     With `int4_kernels`, every INT4 layer the packed kernel supports is packed once here and runs in bf16
     (see `sqft.quantize.kernels`); the others keep dequantizing, which one log line names.
@@ -90,7 +101,12 @@ def load_for_inference(
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
     load_qa_fp16_base(model, adapter, qa_int4, dtype)
     if adapter is not None:
-        model = load_adapter(model, adapter, force)
+        model = load_adapter(model, adapter, force).eval()
+        if fold_adapter and _rebuilds_weights(adapter_config_of(model)):
+            model, _ = merge_adapters(model)
+            log.info(
+                "adapter '%s' merged into the base in memory (the same logits, no W + L per token)", adapter
+            )
     model = model.to(device).eval()
     packing = pack_int4_layers(model, device) if int4_kernels else None  # bf16 kernels (see kernel_dtype)
     tok_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else source
