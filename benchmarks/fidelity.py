@@ -180,7 +180,7 @@ def hill_climbing(study: Study, st, metric: str) -> Path:
             + validation
             + ["--metric", metric, "--proxy-samples", "200", "--cutoff", str(study.args.cutoff)]
             + ["--turns", "4", "--neighbours", "4", "--budget", "16", "--seed", str(study.args.seed)]
-            + ["--output", str(out), "-q"]
+            + ["--device", study.args.device, "--dtype", study.args.dtype, "--output", str(out), "-q"]
         )
         if code != 0:
             raise SystemExit(f"search ({metric}) failed with exit code {code}")

@@ -307,12 +307,16 @@ def load_qa_fp16_base(
     The gptq-residual base is the sparse weights moved into their bins in the model's dtype, so a dtype other than
     training's gives a base a few weights apart (one unit in the last place); that is logged."""
     adapt = read_adapt_config(adapter_dir) if adapter_dir is not None else None
-    if adapt is None or qa_int4 is None or not adapt.on_fp16_base:
+    if adapt is None or qa_int4 is None:
+        return
+    if not adapt.on_fp16_base:
+        log.info("--qa-int4 not used: adapter '%s' was trained on the INT4 model itself", adapter_dir)
         return
     prepare_qa_fp16_base(model, adapt, load_model(qa_int4, dtype, device), str(qa_int4))
     trained_in = read_elastic_config(adapter_dir).get("base_dtype")
-    here = weight_dtype(next(iter(find_target_linears(model, adapt.targets).values())))
-    if adapt.qa_base == "gptq-residual" and trained_in is not None and trained_in != here:
+    first = next(iter(find_target_linears(model, adapt.targets).values()), None)
+    here = None if first is None else weight_dtype(first)
+    if adapt.qa_base == "gptq-residual" and trained_in is not None and here not in (None, trained_in):
         log.warning(
             "adapter '%s' was trained on its base in %s, which is loaded here in %s: the base moved into the INT4 "
             "bins differs from training's by one unit in the last place on a few weights; pass --dtype %s to run "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqft.cli.common import add_force_arg, lazy_import
+from sqft.cli.common import lazy_import
 
 __all__ = ["add_parser", "run"]
 
@@ -37,7 +37,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--no-int4-kernels", action="store_true", help="run INT4 layers by dequantizing instead")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
-    add_force_arg(p, "generate with --adapter")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="use --adapter even though its recorded provenance says it was trained on another base (or with "
+        "another mask or INT4 model); logged as a warning",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="warnings only")
     p.set_defaults(func=run)
 

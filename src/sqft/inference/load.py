@@ -101,13 +101,11 @@ def load_for_inference(
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
     load_qa_fp16_base(model, adapter, qa_int4, dtype)
     if adapter is not None:
-        model = load_adapter(model, adapter, force).eval()
-        if fold_adapter and _rebuilds_weights(adapter_config_of(model)):
-            model, _ = merge_adapters(model)
-            log.info(
-                "adapter '%s' merged into the base in memory (the same logits, no W + L per token)", adapter
-            )
+        model = load_adapter(model, adapter, force)
     model = model.to(device).eval()
+    if adapter is not None and fold_adapter and _rebuilds_weights(adapter_config_of(model)):
+        model, _ = merge_adapters(model)
+        log.info("adapter '%s' merged into the base in memory: no W + L rebuilt per token", adapter)
     packing = pack_int4_layers(model, device) if int4_kernels else None  # bf16 kernels (see kernel_dtype)
     tok_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else source
     tokenizer = load_tokenizer(tok_dir, trust_remote_code=trust_remote_code)
