@@ -121,3 +121,27 @@ def test_an_evaluation_is_cached_per_adapter_not_per_directory_name(tmp_path):
         (d / "sqft.json").write_text("{}")
         dirs.append(stage_dir(tmp_path, "evaluate", evaluate_section(tasks, str(d)), "model"))
     assert dirs[0] != dirs[1] and dirs[2] == dirs[3]
+
+
+def test_a_stage_whose_parent_changed_in_place_is_refused_not_reused(tmp_path, model_dir):
+    """The model a cached stage was made from is overwritten in place: the stage is not silently reused; the
+    error names the stage directory, and once it is deleted the run makes it again."""
+    import torch
+
+    from sqft.loading import load_model
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    recipe = _recipe(tmp_path, model, "sqft-sparsepeft")
+    root = tmp_path / "run"
+    first = run_recipe(recipe, root, quiet=True, until="sparsify")
+    changed = load_model(model)
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.mul_(1.5)
+    changed.save_pretrained(model)
+    with pytest.raises(SqftError, match="has changed since") as refused:
+        run_recipe(recipe, root, quiet=True, until="sparsify")
+    assert first.dirs["sparsify"] in str(refused.value)
+    shutil.rmtree(first.dirs["sparsify"])
+    assert run_recipe(recipe, root, quiet=True, until="sparsify").skipped == []

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqft.adapt.config import FP16_QA_BASES, AdaptConfig, TrainConfig
 from sqft.adapt.export import read_elastic_config
-from sqft.artifacts import MANIFEST
+from sqft.artifacts import MANIFEST, fingerprint, read_manifest
 from sqft.data import load_training_examples
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec
@@ -88,7 +88,20 @@ def stage_dir(root: Path, stage: str, section: Any, parent: str) -> Path:
 
 
 def _complete(d: Path) -> bool:
-    return (d / MANIFEST).is_file()
+    """Made (it has its manifest), and from its parent as that parent is now: an artifact whose parent changed in
+    place since (its recorded fingerprint differs) is refused, never reused. A parent that is gone from its
+    recorded path (a moved root), or a hub id, is not checked."""
+    manifest = read_manifest(d)
+    if manifest is None:
+        return False
+    parent, recorded = manifest.get("parent"), manifest.get("parent_fingerprint")
+    actual = fingerprint(parent) if isinstance(parent, str) and Path(parent).exists() else None
+    if recorded is not None and actual is not None and actual != recorded:
+        raise SqftError(
+            f"'{d}' was made from '{parent}' (fingerprint {recorded[:12]}), which has changed since "
+            f"({actual[:12]}): delete '{d}' to make it again from the new one, or use another work directory"
+        )
+    return True
 
 
 def _sparsify(recipe: Recipe, st: PipelineState, out: Path, quiet: bool) -> None:
