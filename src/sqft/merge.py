@@ -22,7 +22,7 @@ from sqft.adapt.equations import QAParams, bin_position, quant_codes, snapped_to
 from sqft.adapt.export import read_adapt_config, read_elastic_config, weight_dtype
 from sqft.adapt.inject import adapter_config_of, adapter_layers, codes_and_qa_params
 from sqft.adapt.layer import AdapterLinear, base_weight_fp32, is_quant_linear
-from sqft.adapt.provenance import check_qa_int4
+from sqft.adapt.provenance import check_base, check_qa_int4
 from sqft.errors import SqftError
 from sqft.loading import load_model
 from sqft.modeling.structure import DEFAULT_TARGETS, find_target_linears
@@ -35,6 +35,7 @@ __all__ = [
     "snap_to_int4_bins",
     "prepare_qa_fp16_base",
     "require_qa_int4",
+    "check_adapter_inputs",
     "load_qa_fp16_base",
     "MergeReport",
     "SPARSE_BASE_MIN_ZEROS",
@@ -291,6 +292,22 @@ def require_qa_int4(
     if qa_int4 is None or not adapt.on_fp16_base:
         return adapt, {}
     return adapt, check_qa_int4(read_elastic_config(adapter_dir), adapter_dir, qa_int4, force)
+
+
+def check_adapter_inputs(
+    adapter_dir: str | os.PathLike | None,
+    base: str | os.PathLike,
+    qa_int4: str | os.PathLike | None,
+    force: bool = False,
+) -> tuple[AdaptConfig | None, dict[str, Any]]:
+    """Before anything is loaded (evaluate, merge, search, generate): the adapter was trained on `base`
+    (`provenance.check_base`) and `qa_int4` goes with it (`require_qa_int4`); refused otherwise unless `force`.
+    Returns the adapter's configuration and the provenance record for the manifest (None and {} without one)."""
+    if adapter_dir is None:
+        return require_qa_int4(None, qa_int4)
+    provenance = check_base(read_elastic_config(adapter_dir), adapter_dir, base, force)
+    adapt, qa_provenance = require_qa_int4(adapter_dir, qa_int4, force)
+    return adapt, provenance | qa_provenance
 
 
 def load_qa_fp16_base(

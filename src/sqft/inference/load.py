@@ -12,13 +12,11 @@ import torch
 from torch import nn
 
 from sqft.adapt import AdaptConfig, load_adapter
-from sqft.adapt.export import read_elastic_config
 from sqft.adapt.inject import adapter_config_of
-from sqft.adapt.provenance import check_base
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.loading import load_model
-from sqft.merge import load_qa_fp16_base, merge_adapters, require_qa_int4
+from sqft.merge import check_adapter_inputs, load_qa_fp16_base, merge_adapters
 from sqft.modeling import load_tokenizer, parse_dtype
 from sqft.modeling.io import resolve_source
 from sqft.quantize.kernels import PackReport, pack_int4_layers
@@ -95,9 +93,7 @@ def load_for_inference(
     if adapter is not None and not Path(adapter).is_dir():
         raise SqftError(f"adapter '{adapter}' does not exist: give the adapter directory that finetune wrote")
     parse_dtype(dtype)  # an unknown dtype fails before the load
-    if adapter is not None:
-        check_base(read_elastic_config(adapter), adapter, source, force)
-    require_qa_int4(adapter, qa_int4, force)
+    check_adapter_inputs(adapter, source, qa_int4, force)
     model = load_model(source, dtype=dtype, trust_remote_code=trust_remote_code)
     load_qa_fp16_base(model, adapter, qa_int4, dtype)
     if adapter is not None:

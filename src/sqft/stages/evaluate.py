@@ -14,14 +14,13 @@ from typing import Any
 
 from torch import nn
 
-from sqft.adapt.export import load_adapter, read_elastic_config
-from sqft.adapt.provenance import check_base
+from sqft.adapt.export import load_adapter
 from sqft.artifacts import atomic_output, check_output, check_writable, versions, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.api import TaskSpec, check_results_path, evaluate, load_task_data, write_results
 from sqft.loading import load_model
-from sqft.merge import load_qa_fp16_base, require_qa_int4
+from sqft.merge import check_adapter_inputs, load_qa_fp16_base
 from sqft.modeling.io import load_tokenizer, resolve_source
 from sqft.quantize.kernels import pack_int4_layers
 
@@ -54,13 +53,10 @@ class Evaluation:
 
 def _check_adapter(model_path: str, opts: EvaluateOptions) -> dict | None:
     """Before loading anything: the adapter exists, is undamaged and was trained on the model (or force)."""
-    if opts.adapter is None:
-        require_qa_int4(None, opts.qa_int4)  # refuses --qa-int4 without an adapter
-        return None
-    if not Path(opts.adapter).is_dir():
+    if opts.adapter is not None and not Path(opts.adapter).is_dir():
         raise SqftError(f"adapter directory '{opts.adapter}' does not exist")
-    meta = check_base(read_elastic_config(opts.adapter), opts.adapter, model_path, opts.force)
-    return meta | require_qa_int4(opts.adapter, opts.qa_int4, opts.force)[1]
+    _, provenance = check_adapter_inputs(opts.adapter, model_path, opts.qa_int4, opts.force)
+    return provenance if opts.adapter is not None else None
 
 
 def _load(model_path: str, opts: EvaluateOptions) -> tuple[nn.Module, Any]:

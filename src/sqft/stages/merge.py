@@ -13,17 +13,16 @@ from torch import nn
 
 from sqft.adapt.export import load_adapter, read_elastic_config
 from sqft.adapt.inject import adapter_layers, set_active_ranks
-from sqft.adapt.provenance import check_base
 from sqft.artifacts import Stopwatch, atomic_output, check_output, write_manifest
 from sqft.errors import SqftError
 from sqft.loading import load_model
 from sqft.merge import (
+    check_adapter_inputs,
     check_mergeable,
     dense_target_linears,
     load_qa_fp16_base,
     merge_adapters,
     report_figures,
-    require_qa_int4,
     take_int4_layers,
 )
 from sqft.modeling.io import save_model
@@ -78,14 +77,12 @@ def run_merge(
     inputs = [base_source, adapter_dir, qa_int4]
     out = check_output(output, overwrite, inputs)
     meta = read_elastic_config(adapter_dir)  # fails fast on a non-adapter directory
-    adapt, qa_provenance = require_qa_int4(adapter_dir, qa_int4, force)
     check_model_output(base_source, output, overwrite, dtype, gguf_file, inputs=inputs)
-    provenance = check_base(meta, adapter_dir, base_source, force) | qa_provenance
+    _, provenance = check_adapter_inputs(adapter_dir, base_source, qa_int4, force)
     config = resolve_adapter_config(adapter_dir, config_spec or "median") if meta["groups"] else None
     model, tokenizer, parent = load_input(base_source, dtype=dtype, gguf_file=gguf_file)
-    load_qa_fp16_base(
-        model, adapter_dir, qa_int4, dtype
-    )  # the base the adapter trained on, before it wraps the targets
+    # the base the adapter trained on, before the adapter wraps its targets
+    load_qa_fp16_base(model, adapter_dir, qa_int4, dtype)
     load_adapter(model, adapter_dir, force)
     provenance["mask_checked"] = meta.get("mask_fingerprint") is not None
     check_mergeable(model, allow_densify)

@@ -16,12 +16,11 @@ from sqft.adapt.export import (
     read_elastic_config,
 )
 from sqft.adapt.inject import set_active_ranks
-from sqft.adapt.provenance import check_base
 from sqft.artifacts import Stopwatch, atomic_output, check_output, check_writable, write_manifest
 from sqft.devices import check_device
 from sqft.errors import SqftError
 from sqft.evaluate.proxy import make_score_fn
-from sqft.merge import load_qa_fp16_base, require_qa_int4
+from sqft.merge import check_adapter_inputs, load_qa_fp16_base
 from sqft.modeling.io import resolve_source
 from sqft.search.api import (
     SearchConfig,
@@ -102,9 +101,7 @@ def run_search(
     check_device(device)
     check_writable(output)
     fmt, metric, proxy, indices = validation_proxy(cfg) if cfg.validation else (None, None, [], [])
-    meta = read_elastic_config(adapter)
-    provenance = check_base(meta, adapter, base, force)
-    provenance |= require_qa_int4(adapter, qa_int4, force)[1]
+    _, provenance = check_adapter_inputs(adapter, base, qa_int4, force)
     if Path(str(base)).exists():
         resolve_source(base)  # a damaged base fails here, before any model is loaded
     space, stats = _space_and_stats(adapter, cfg)
